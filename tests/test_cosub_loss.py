@@ -1,0 +1,127 @@
+"""cosub_loss against the paper's formula, computed by hand here."""
+import math
+
+import pytest
+import torch
+
+from cosub_seg.cosub import cosub_loss
+
+
+def bce_by_hand(logits, target):
+    """Mean over all elements of -(y log σ(o) + (1 - y) log(1 - σ(o))), written out without torch's BCE."""
+    total, count = 0.0, 0
+    for o_row, y_row in zip(logits.tolist(), target.tolist()):
+        for o, y in zip(o_row, y_row):
+            p = 1.0 / (1.0 + math.exp(-o))
+            total += -(y * math.log(p) + (1 - y) * math.log(1 - p))
+            count += 1
+    return total / count
+
+
+def sigmoid(t):
+    return 1.0 / (1.0 + torch.exp(-t))
+
+
+def reference_k2(o1, o2, y):
+    """The released DeiT code's cosub loss: 0.25 * the four BCE terms."""
+    return 0.25 * (bce_by_hand(o1, y) + bce_by_hand(o2, y) + bce_by_hand(o1, sigmoid(o2)) +
+                   bce_by_hand(o2, sigmoid(o1)))
+
+
+@pytest.fixture
+def logits():
+    torch.manual_seed(0)
+    return torch.randn(3, 4, 5, dtype=torch.float64) * 2
+
+
+def test_k2_one_hot_matches_reference(logits):
+    labels = torch.tensor([0, 3, 4, 1])
+    y = torch.nn.functional.one_hot(labels, 5).double()
+    out = cosub_loss(logits[:2], labels, lam=0.5)
+    assert out.total.item() == pytest.approx(reference_k2(logits[0], logits[1], y), rel=1e-10)
+    assert out.label.item() == pytest.approx(0.25 * (bce_by_hand(logits[0], y) + bce_by_hand(logits[1], y)),
+                                             rel=1e-10)
+    assert (out.label + out.peer).item() == pytest.approx(out.total.item(), rel=1e-12)
+
+
+def test_k2_soft_mixup_target_matches_reference(logits):
+    # A mixup target: 0.7 of one class and 0.3 of another, plus smoothing mass on every class.
+    y = torch.full((4, 5), 0.02, dtype=torch.float64)
+    y[torch.arange(4), torch.tensor([0, 1, 2, 3])] += 0.7
+    y[torch.arange(4), torch.tensor([4, 4, 0, 1])] += 0.22
+    out = cosub_loss(logits[:2], y, lam=0.5)
+    assert out.total.item() == pytest.approx(reference_k2(logits[0], logits[1], y), rel=1e-10)
+
+
+def test_binarised_target_is_deit3_bce_loss(logits):
+    y = torch.tensor([[0.0, 0.6, 0.4, 0.0, 0.0], [1.0, 0, 0, 0, 0], [0, 0, 0.3, 0.7, 0], [0.5, 0, 0, 0, 0.5]],
+                     dtype=torch.float64)
+    binary = (y > 0).double()
+    out = cosub_loss(logits[:2], y, lam=0.5, binarize_threshold=0.0)
+    assert out.total.item() == pytest.approx(reference_k2(logits[0], logits[1], binary), rel=1e-10)
+    assert out.total.item() != pytest.approx(reference_k2(logits[0], logits[1], y), rel=1e-3)
+
+
+@pytest.mark.parametrize('lam', [0.5, 0.2])
+def test_k3_each_submodel_learns_from_mean_of_the_others(logits, lam):
+    labels = torch.tensor([2, 2, 0, 4])
+    y = torch.nn.functional.one_hot(labels, 5).double()
+    probs = [sigmoid(logits[i]) for i in range(3)]
+    expected = 0.0
+    for i in range(3):
+        teacher = sum(probs[j] for j in range(3) if j != i) / 2
+        expected += (1 - lam) * bce_by_hand(logits[i], y) + lam * bce_by_hand(logits[i], teacher)
+    expected /= 3
+    out = cosub_loss(logits, labels, lam=lam)
+    assert out.total.item() == pytest.approx(expected, rel=1e-10)
+
+
+def test_k1_is_plain_bce(logits):
+    labels = torch.tensor([1, 0, 3, 2])
+    out = cosub_loss(logits[:1], labels, lam=0.5)
+    y = torch.nn.functional.one_hot(labels, 5).double()
+    assert out.total.item() == pytest.approx(bce_by_hand(logits[0], y), rel=1e-10)
+    assert out.peer.item() == 0.0
+
+
+def test_ce_variant_uses_softmax_teachers(logits):
+    labels = torch.tensor([1, 0, 3, 2])
+    y = torch.nn.functional.one_hot(labels, 5).double()
+
+    def ce(o, t):
+        return float((-(t * torch.log_softmax(o, -1))).sum(-1).mean())
+    expected = 0.25 * (ce(logits[0], y) + ce(logits[1], y) + ce(logits[0], logits[1].softmax(-1)) +
+                       ce(logits[1], logits[0].softmax(-1)))
+    assert cosub_loss(logits[:2], labels, loss_type='ce').total.item() == pytest.approx(expected, rel=1e-10)
+
+
+def test_peer_term_sends_no_gradient_into_the_teacher():
+    torch.manual_seed(1)
+    o1 = torch.randn(4, 5, requires_grad=True)
+    o2 = torch.randn(4, 5, requires_grad=True)
+    labels = torch.tensor([0, 1, 2, 3])
+    peer = cosub_loss(torch.stack([o1, o2]), labels).peer
+    g1, g2 = torch.autograd.grad(peer, [o1, o2])
+    # d/do1 of 0.25*BCE(o1, sg(σ(o2))) is 0.25*(σ(o1) - σ(o2))/numel: only the student's own logits get gradient.
+    n = o1.numel()
+    assert torch.allclose(g1, 0.25 * (o1.sigmoid() - o2.sigmoid()).detach() / n, atol=1e-7)
+    assert torch.allclose(g2, 0.25 * (o2.sigmoid() - o1.sigmoid()).detach() / n, atol=1e-7)
+    # Without the stop-gradient the teacher's own logits would get gradient too, and the check above would fail.
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    leaky = 0.25 * (bce(o1, o2.sigmoid()) + bce(o2, o1.sigmoid()))
+    (leaky_g1,) = torch.autograd.grad(leaky, [o1])
+    assert not torch.allclose(leaky_g1, g1, atol=1e-5)
+
+
+@pytest.mark.parametrize('bad, match', [
+    (dict(logits=torch.zeros(4, 5)), 'shape'),
+    (dict(lam=1.5), 'lam'),
+    (dict(loss_type='mse'), 'loss_type'),
+    (dict(target=torch.zeros(3, dtype=torch.long)), 'rows'),
+    (dict(target=torch.zeros(4, 6)), 'classes'),
+])
+def test_bad_arguments_name_the_culprit(bad, match):
+    args = dict(logits=torch.zeros(2, 4, 5), target=torch.zeros(4, dtype=torch.long))
+    args.update(bad)
+    with pytest.raises(ValueError, match=match):
+        cosub_loss(**args)
