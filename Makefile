@@ -1,0 +1,35 @@
+# Quick start: `make demo` (set up .venv/ and run the main job) and `make test` (set up .venv/ and run the tests).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.cosub_seg-installed
+PIP := $(PY) -m pip install --quiet --constraint constraints.txt
+
+.PHONY: install demo test test-fast clean-venv
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip "setuptools<81" wheel
+
+# torch first (mmcv builds against it), then mmcv with its ops (built once per machine, then a cached wheel),
+# then this package with the rest of the stack.
+$(STAMP): $(PY) pyproject.toml constraints.txt tools/install_mmcv.sh
+	$(PIP) torch torchvision
+	bash tools/install_mmcv.sh $(PY)
+	$(PIP) --no-build-isolation --editable ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(PY) tools/prepare_data.py digits
+	$(PY) tools/pretrain.py configs/pretrain/cosub_deit3-tiny_digits.py
+
+test: install
+	$(PY) -m pytest
+
+test-fast: install
+	$(PY) -m pytest -m "not slow"
+
+clean-venv:
+	rm -rf $(VENV)
