@@ -1,0 +1,19 @@
+# A timm network trained with cosub: two stochastic-depth submodels per batch, BCE on binarised mixup targets.
+num_classes = 1000
+model = dict(
+    type='CosubClassifier',
+    arch='deit3_small_patch16_224',
+    num_classes=num_classes,
+    drop_path_rate=0.05,
+    drop_path_schedule='linear',  # timm's; the DeiT III recipes use 'constant' as the authors' code does
+    model_kwargs=dict(),
+    num_submodels=2,  # 1 trains the same recipe without co-training
+    lam=0.5,
+    loss_type='bce',
+    binarize_threshold=0.0,  # DeiT III's --bce-loss; needs label smoothing 0
+    data_preprocessor=dict(
+        type='ClsDataPreprocessor',
+        num_classes=num_classes,
+        mixup=dict(mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.0),
+    ),
+)

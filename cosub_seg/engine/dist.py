@@ -1,0 +1,39 @@
+"""Distributed set-up that also works on machines without a GPU.
+
+MMEngine's ``init_dist`` calls ``torch.cuda.set_device`` and fails on a CPU-only machine. Without CUDA we start a
+gloo process group ourselves before the Runner is built (the Runner then keeps it) and ask for a DDP wrapper without
+device ids; with CUDA nothing changes and MMEngine starts NCCL as usual.
+"""
+import os
+import subprocess
+
+import torch
+import torch.distributed as dist
+from mmengine.config import Config
+
+
+def _slurm_env_to_torch_env() -> None:
+    """Fills torch's env:// variables from slurm's, as MMEngine does for GPU jobs."""
+    os.environ.setdefault('RANK', os.environ['SLURM_PROCID'])
+    os.environ.setdefault('WORLD_SIZE', os.environ['SLURM_NTASKS'])
+    os.environ.setdefault('LOCAL_RANK', os.environ['SLURM_LOCALID'])
+    if 'MASTER_ADDR' not in os.environ:
+        nodes = os.environ['SLURM_NODELIST']
+        os.environ['MASTER_ADDR'] = subprocess.check_output(
+            ['scontrol', 'show', 'hostnames', nodes], text=True).split()[0]
+    os.environ.setdefault('MASTER_PORT', '29500')
+
+
+def setup_distributed(cfg: Config, launcher: str) -> None:
+    """Prepares ``cfg`` and the process group for ``launcher`` ('none', 'pytorch' or 'slurm')."""
+    if launcher not in ('none', 'pytorch', 'slurm'):
+        raise ValueError(f'launcher must be "none", "pytorch" or "slurm", got {launcher!r}')
+    cfg.launcher = launcher
+    if launcher == 'none' or torch.cuda.is_available():
+        return
+    if launcher == 'slurm':
+        _slurm_env_to_torch_env()
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+    cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False)
+    cfg.sync_bn = None

@@ -1,0 +1,65 @@
+"""Optimiser pieces: timm's LAMB, weight-decay exclusions read from timm models, and autocast without a GPU."""
+from contextlib import contextmanager
+from typing import Optional
+
+import torch
+import torch.nn as nn
+from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
+from mmengine.runner.amp import autocast
+from timm.optim import Lamb
+
+from ..registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
+
+OPTIMIZERS.register_module(name='Lamb', module=Lamb)
+
+
+def no_weight_decay_names(model: nn.Module) -> set:
+    """Full parameter names that timm sub-modules exclude from weight decay (``no_weight_decay()``: position
+    embeddings, class tokens, relative position tables...)."""
+    names = set()
+    for prefix, module in model.named_modules():
+        if hasattr(module, 'no_weight_decay') and callable(module.no_weight_decay):
+            for key in module.no_weight_decay():
+                names.add(f'{prefix}.{key}' if prefix else key)
+    return names
+
+
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
+class NoDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
+    """MMEngine's default constructor that also takes no weight decay on norms, biases and other 1-D parameters
+    (``flat_decay_mult=0``) and on the parameters timm models name in ``no_weight_decay()``, the rule DeiT III
+    trains with. Other ``paramwise_cfg`` options keep their meaning."""
+
+    def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg: Optional[dict] = None):
+        paramwise_cfg = dict(paramwise_cfg or {})
+        paramwise_cfg.setdefault('flat_decay_mult', 0.0)
+        super().__init__(optim_wrapper_cfg, paramwise_cfg)
+
+    def __call__(self, model: nn.Module) -> OptimWrapper:
+        module = model.module if hasattr(model, 'module') else model
+        custom_keys = dict(self.paramwise_cfg.get('custom_keys', {}))
+        for name in no_weight_decay_names(module):
+            custom_keys.setdefault(name, dict(decay_mult=0.0))
+        self.paramwise_cfg['custom_keys'] = custom_keys
+        return super().__call__(model)
+
+
+@OPTIM_WRAPPERS.register_module()
+class AutocastOptimWrapper(OptimWrapper):
+    """Runs forward passes under ``torch.autocast`` on any device (the CPU included), without loss scaling.
+
+    Use it for bf16 on CPUs, where MMEngine's ``AmpOptimWrapper`` refuses to run; on GPUs with fp16 use
+    ``AmpOptimWrapper``, whose loss scaling fp16 needs.
+    """
+
+    def __init__(self, dtype: str = 'bfloat16', **kwargs):
+        super().__init__(**kwargs)
+        if dtype not in ('bfloat16', 'float16'):
+            raise ValueError(f'dtype must be "bfloat16" or "float16", got {dtype!r}')
+        self.cast_dtype = getattr(torch, dtype)
+
+    @contextmanager
+    def optim_context(self, model: nn.Module):
+        device = next(model.parameters()).device.type
+        with super().optim_context(model), autocast(device_type=device, dtype=self.cast_dtype):
+            yield

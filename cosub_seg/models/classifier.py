@@ -1,0 +1,97 @@
+"""``CosubClassifier``: an MMEngine model that pretrains a timm network with submodel co-training."""
+from typing import Dict, List, Optional, Union
+
+import torch
+from mmengine.model import BaseModel
+from mmengine.structures import BaseDataElement
+
+from ..cosub import cosub_loss
+from ..registry import MODELS
+from .timm_factory import create_timm_model, set_drop_path_schedule
+
+
+@MODELS.register_module()
+class CosubClassifier(BaseModel):
+    """Image classifier trained with cosub (k >= 2) or plainly (k = 1) under the same recipe.
+
+    In training, the SAME augmented (mixed) batch runs through the network ``num_submodels`` times in one forward of
+    a k·B batch; stochastic depth draws an independent mask per row, so each copy is a different submodel, and
+    :func:`cosub_seg.cosub.cosub_loss` makes each copy a stop-gradient teacher of the others. In eval mode the full
+    network runs once.
+
+    Args:
+        arch: timm model name, e.g. ``'deit3_small_patch16_224'``.
+        num_classes: classifier outputs.
+        drop_path_rate: stochastic-depth rate; cosub needs it > 0.
+        drop_path_schedule: 'linear' (timm's, rising over depth) or 'constant' (the cosub authors' ViT code).
+        model_kwargs: further arguments of ``timm.create_model`` (``img_size``, ``depth``, ...).
+        num_submodels: k, the copies of each batch; 1 trains without co-training.
+        lam: weight of the peer term (the paper uses 0.5).
+        loss_type: 'bce' (DeiT III / cosub) or 'ce' (soft-target cross-entropy).
+        binarize_threshold: binarise targets with ``target > threshold`` (DeiT III's ``--bce-loss`` uses 0.0).
+        data_preprocessor: config of the preprocessor (normalisation, mixup).
+        init_cfg: MMEngine initialisation config.
+    """
+
+    def __init__(self,
+                 arch: str,
+                 num_classes: int,
+                 drop_path_rate: float = 0.0,
+                 drop_path_schedule: str = 'linear',
+                 model_kwargs: Optional[dict] = None,
+                 num_submodels: int = 2,
+                 lam: float = 0.5,
+                 loss_type: str = 'bce',
+                 binarize_threshold: Optional[float] = None,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if num_submodels < 1:
+            raise ValueError(f'num_submodels must be >= 1, got {num_submodels}')
+        if num_submodels > 1 and drop_path_rate <= 0:
+            raise ValueError('cosub (num_submodels > 1) needs stochastic depth: set drop_path_rate > 0, otherwise '
+                             'every copy is the same network and the peer term teaches nothing')
+        self.arch = arch
+        self.num_classes = num_classes
+        self.num_submodels = num_submodels
+        self.lam = lam
+        self.loss_type = loss_type
+        self.binarize_threshold = binarize_threshold
+        self.backbone = create_timm_model(
+            arch, num_classes=num_classes, drop_path_rate=drop_path_rate, **(model_kwargs or {}))
+        set_drop_path_schedule(self.backbone, drop_path_rate, drop_path_schedule)
+
+    def forward(self,
+                inputs: torch.Tensor,
+                data_samples: Optional[List[BaseDataElement]] = None,
+                mode: str = 'tensor') -> Union[torch.Tensor, Dict[str, torch.Tensor], List[BaseDataElement]]:
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        if mode == 'tensor':
+            return self.backbone(inputs)
+        raise ValueError(f'mode must be "loss", "predict" or "tensor", got {mode!r}')
+
+    def loss(self, inputs: torch.Tensor, data_samples: List[BaseDataElement]) -> Dict[str, torch.Tensor]:
+        if 'gt_score' in data_samples[0]:
+            target = torch.stack([sample.gt_score for sample in data_samples])
+        else:
+            target = torch.stack([sample.gt_label for sample in data_samples]).view(-1)
+        batch = inputs.shape[0]
+        logits = self.backbone(inputs.repeat(self.num_submodels, 1, 1, 1))
+        logits = logits.view(self.num_submodels, batch, -1)
+        losses = cosub_loss(logits, target.to(logits.device), lam=self.lam, loss_type=self.loss_type,
+                            binarize_threshold=self.binarize_threshold)
+        # MMEngine optimises the sum of the entries whose name contains 'loss' and logs each of them.
+        return dict(loss_label=losses.label, loss_peer=losses.peer)
+
+    def predict(self, inputs: torch.Tensor, data_samples: Optional[List[BaseDataElement]] = None
+                ) -> List[BaseDataElement]:
+        scores = self.backbone(inputs).softmax(dim=-1)
+        if data_samples is None:
+            data_samples = [BaseDataElement() for _ in range(inputs.shape[0])]
+        for sample, score in zip(data_samples, scores):
+            sample.pred_score = score
+            sample.pred_label = score.argmax(dim=0, keepdim=True)
+        return data_samples

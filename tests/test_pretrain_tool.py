@@ -1,0 +1,125 @@
+"""tools/pretrain.py end to end: every recipe for one iteration, resume, and 2-process torchrun on the CPU."""
+import glob
+import json
+import math
+import os
+import os.path as osp
+import subprocess
+
+import pytest
+import torch
+
+from cosub_seg.checkpoint import training_state_globals
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TINY = 32
+
+# Overrides that make a recipe run one iteration on the digits at TINY pixels with a batch of 2.
+# The crop is step 1 of the train pipeline and steps 1-2 of the test pipeline in every recipe.
+RECIPES = {
+    'cosub_deit3-small_in1k.py': ['model.model_kwargs.img_size=32'],
+    'cosub_deit3-base_in1k.py': ['model.model_kwargs.img_size=32'],
+    'cosub_deit3-large_in1k.py': ['model.model_kwargs.img_size=32'],
+    'cosub_swin-base_in1k.py': ['model.model_kwargs.img_size=32'],
+    'cosub_convnext-base_in1k.py': [],
+    'cosub_regnety-16gf_in1k.py': [],
+    'cosub_pit-b_in1k.py': ['model.model_kwargs.img_size=32'],
+    'cosub_xcit-s12_in1k.py': ['model.model_kwargs.img_size=32'],
+}
+
+
+def tiny_options(data_root, work_dir):
+    return [
+        f'train_dataloader.dataset.data_root={data_root}', f'val_dataloader.dataset.data_root={data_root}',
+        f'test_dataloader.dataset.data_root={data_root}',
+        'train_dataloader.dataset.indices=2', 'val_dataloader.dataset.indices=2', 'test_dataloader.dataset.indices=2',
+        'train_dataloader.batch_size=2', 'val_dataloader.batch_size=2',
+        'train_dataloader.num_workers=0', 'val_dataloader.num_workers=0', 'test_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False', 'val_dataloader.persistent_workers=False',
+        'test_dataloader.persistent_workers=False',
+        f'train_dataloader.dataset.pipeline.1.size={TINY}', f'val_dataloader.dataset.pipeline.1.size={TINY}',
+        f'val_dataloader.dataset.pipeline.2.crop_size={TINY}',
+        'model.num_classes=10', 'model.data_preprocessor.num_classes=10',
+        'train_cfg.max_epochs=1', 'train_cfg.val_interval=1', 'default_hooks.logger.interval=1',
+    ]
+
+
+def run_tool(args, cwd=ROOT, env=None, timeout=900):
+    full_env = dict(os.environ, **(env or {}))
+    proc = subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(f'{args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}')
+    return proc
+
+
+def scalars(work_dir):
+    """The training and validation records MMEngine's LocalVisBackend wrote."""
+    files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
+    assert files, f'no scalars.json under {work_dir}'
+    records = []
+    for path in files:
+        with open(path) as f:
+            records += [json.loads(line) for line in f if line.strip()]
+    return records
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('recipe', sorted(RECIPES))
+def test_every_recipe_trains_one_iteration(recipe, digits_root, tmp_path, python):
+    work_dir = str(tmp_path / 'run')
+    options = tiny_options(digits_root, work_dir) + RECIPES[recipe]
+    run_tool([python, 'tools/pretrain.py', f'configs/pretrain/{recipe}', '--work-dir', work_dir,
+              '--cfg-options', *options])
+    records = scalars(work_dir)
+    train = [r for r in records if 'loss' in r]
+    assert train and all(math.isfinite(r['loss']) for r in train)
+    assert train[-1]['loss'] == pytest.approx(train[-1]['loss_label'] + train[-1]['loss_peer'], rel=1e-4)
+    assert train[-1]['loss_peer'] > 0
+    assert any('accuracy/top1' in r for r in records)
+    assert osp.isfile(osp.join(work_dir, 'epoch_1.pth'))
+
+
+def digits_options(digits_root, epochs, per_epoch_images=8):
+    return [
+        f'train_dataloader.dataset.data_root={digits_root}', f'val_dataloader.dataset.data_root={digits_root}',
+        f'train_dataloader.dataset.indices={per_epoch_images}', 'val_dataloader.dataset.indices=8',
+        'train_dataloader.batch_size=4', 'val_dataloader.batch_size=4',
+        'train_dataloader.num_workers=0', 'val_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False', 'val_dataloader.persistent_workers=False',
+        f'train_cfg.max_epochs={epochs}', 'train_cfg.val_interval=1', 'default_hooks.logger.interval=1',
+        'default_hooks.checkpoint.interval=1', 'default_hooks.checkpoint.max_keep_ckpts=5',
+        'randomness.deterministic=True', 'randomness.seed=3',
+    ]
+
+
+@pytest.mark.slow
+def test_resume_continues_from_the_iteration_it_stopped(digits_root, tmp_path, python):
+    config = 'configs/pretrain/cosub_deit3-tiny_digits.py'
+    work_dir = str(tmp_path / 'run')
+    run_tool([python, 'tools/pretrain.py', config, '--work-dir', work_dir, '--cfg-options',
+              *digits_options(digits_root, epochs=2)])
+    # The allow-list covers everything our training checkpoints hold: they load with weights_only=True.
+    with training_state_globals():
+        ckpt = torch.load(osp.join(work_dir, 'epoch_2.pth'), map_location='cpu', weights_only=True)
+    assert ckpt['meta']['iter'] == 4  # 2 epochs x 8 images / batch 4
+    with pytest.raises(Exception, match='weights_only|Unsupported global'):
+        torch.load(osp.join(work_dir, 'epoch_2.pth'), map_location='cpu', weights_only=True)
+    proc = run_tool([python, 'tools/pretrain.py', config, '--work-dir', work_dir, '--resume', '--cfg-options',
+                     *digits_options(digits_root, epochs=3)])
+    log = proc.stdout + proc.stderr
+    assert 'resumed epoch: 2, iter: 4' in log
+    iters = [r['iter'] for r in scalars(work_dir) if 'loss' in r]
+    assert iters[-2:] == [5, 6], iters
+
+
+@pytest.mark.slow
+def test_two_process_torchrun_on_cpu(digits_root, tmp_path, python):
+    work_dir = str(tmp_path / 'dist')
+    run_tool(['bash', 'tools/dist_pretrain.sh', 'configs/pretrain/cosub_deit3-tiny_digits.py', '2',
+              '--work-dir', work_dir, '--cfg-options', *digits_options(digits_root, epochs=2, per_epoch_images=16)],
+             env=dict(PYTHON=python, PORT='29517'))
+    train = [r for r in scalars(work_dir) if 'loss' in r]
+    # 16 images over 2 processes with a batch of 4 each: 2 iterations an epoch.
+    assert [r['iter'] for r in train] == [1, 2, 3, 4]
+    assert all(math.isfinite(r['loss']) for r in train)
+    assert osp.isfile(osp.join(work_dir, 'epoch_2.pth'))
