@@ -14,7 +14,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from cosub_seg.engine import setup_distributed
+from cosub_seg.engine import setup_distributed, teardown_distributed
 
 
 def parse_args(argv=None):
@@ -77,6 +77,7 @@ def main(argv=None):
     cfg = build_config(args)
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     runner.train()
+    teardown_distributed()
 
 
 if __name__ == '__main__':

@@ -37,3 +37,9 @@ def setup_distributed(cfg: Config, launcher: str) -> None:
         dist.init_process_group(backend='gloo')
     cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False)
     cfg.sync_bn = None
+
+
+def teardown_distributed() -> None:
+    """Destroys the process group; a gloo group left alive at interpreter exit aborts the process (SIGABRT)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
