@@ -40,6 +40,8 @@ def setup_distributed(cfg: Config, launcher: str) -> None:
 
 
 def teardown_distributed() -> None:
-    """Destroys the process group; a gloo group left alive at interpreter exit aborts the process (SIGABRT)."""
+    """Waits for every rank, then destroys the process group: a gloo group left alive at interpreter exit, or torn
+    down while another rank still talks to rank 0's store, aborts the process (SIGABRT)."""
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
