@@ -2,16 +2,20 @@
 
 torch >= 2.6 loads with ``weights_only=True``: only tensors, containers and allow-listed classes are rebuilt. A
 training checkpoint written by MMEngine also holds its message hub (``HistoryBuffer``) and NumPy arrays and scalars
-from the logs; :data:`TRAINING_STATE_GLOBALS` lists exactly those classes, and :func:`training_state_globals`
-allows them only while resuming one of our own runs. Nothing here turns ``weights_only`` off.
+from the logs, so MMEngine's resume (and mmseg's own tools/test.py) fail with "Unsupported global". Importing
+``cosub_seg`` (which every config does through ``custom_imports``) adds exactly those classes,
+:data:`TRAINING_STATE_GLOBALS`, to torch's allow-list: each of them only rebuilds data, so a file still cannot run
+code. Nothing here turns ``weights_only`` off or sets ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``.
 
 MMEngine pickles a ``HistoryBuffer`` with its whole ``__dict__``, which after training holds bound statistics methods
 (``getattr(HistoryBuffer, 'min')``); allowing ``getattr`` would let a file reach any attribute of an allowed class.
 We register (``copyreg``, the standard way to define how a third-party class pickles) a reduction to its data alone:
 the log and count arrays and the maximum length, which ``HistoryBuffer(...)`` takes back on load.
 """
-import contextlib
 import copyreg
+import os.path as osp
+import pickle
+from typing import Dict
 
 import numpy as np
 import torch
@@ -36,9 +40,44 @@ copyreg.pickle(HistoryBuffer, _reduce_history_buffer)
 
 TRAINING_STATE_GLOBALS = [HistoryBuffer, *_numpy_globals()]
 
+torch.serialization.add_safe_globals(TRAINING_STATE_GLOBALS)
 
-@contextlib.contextmanager
-def training_state_globals():
-    """Allows, inside the ``with`` block only, the classes that our own training checkpoints contain."""
-    with torch.serialization.safe_globals(TRAINING_STATE_GLOBALS):
-        yield
+
+def load_checkpoint_file(path: str) -> dict:
+    """Reads a checkpoint without executing code: ``.safetensors`` through safetensors, anything else through
+    ``torch.load(weights_only=True)``, which also admits :data:`TRAINING_STATE_GLOBALS` (so checkpoints written by
+    ``tools/pretrain.py`` load). A file that needs any other class is refused with the class named."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'checkpoint {path} does not exist')
+    if path.endswith('.safetensors'):
+        from safetensors.torch import load_file
+        return load_file(path, device='cpu')
+    try:
+        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = next((line.strip() for line in str(err).splitlines() if 'Unsupported global' in line),
+                      str(err).splitlines()[0])
+        raise RuntimeError(f'{path} holds more than tensors and is refused, because loading it could run code '
+                           f'({reason[:300]}). Convert it to a plain state dict or to safetensors on a machine where '
+                           'you trust it.') from None
+    if not isinstance(checkpoint, dict):
+        raise TypeError(f'{path} holds a {type(checkpoint).__name__}, not a state dict or a checkpoint dict')
+    return checkpoint
+
+
+def extract_state_dict(checkpoint: dict, path: str = '') -> Dict[str, torch.Tensor]:
+    """The model weights in a checkpoint of any of the formats we accept.
+
+    * ``tools/pretrain.py`` (MMEngine): ``checkpoint['state_dict']``; with MMEngine's EMAHook these are already the
+      EMA weights (the hook swaps them in before saving), the raw weights sit in ``ema_state_dict``;
+    * the DeiT / DeiT III releases: ``checkpoint['model']``;
+    * a plain (timm) state dict: the dict itself.
+    """
+    for key in ('state_dict', 'model', 'module'):
+        if key in checkpoint and isinstance(checkpoint[key], dict):
+            checkpoint = checkpoint[key]
+            break
+    tensors = {k: v for k, v in checkpoint.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise ValueError(f'no tensors found in checkpoint {path}')
+    return tensors

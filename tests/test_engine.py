@@ -7,7 +7,6 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 
 import cosub_seg  # noqa: F401
-from cosub_seg.checkpoint import training_state_globals
 from cosub_seg.evaluation import Accuracy
 from cosub_seg.models import CosubClassifier
 
@@ -67,11 +66,23 @@ class _Hostile:
         return (open, (self.path, 'w'))
 
 
-def test_resume_allow_list_still_refuses_a_pickle_that_runs_code(tmp_path):
+def test_the_allow_list_still_refuses_a_pickle_that_runs_code(tmp_path):
     marker = tmp_path / 'pwned'
     path = tmp_path / 'evil.pth'
-    torch.save(dict(state_dict={}, meta=_Hostile(str(marker))), path, _use_new_zipfile_serialization=True)
-    with training_state_globals():
-        with pytest.raises(Exception, match='Unsupported global|weights_only'):
-            torch.load(path, map_location='cpu')
+    torch.save(dict(state_dict={}, meta=_Hostile(str(marker))), path)
+    with pytest.raises(Exception, match='Unsupported global|weights_only'):
+        torch.load(path, map_location='cpu')  # torch's default, weights_only=True, with our allow-list in force
     assert not marker.exists()
+
+
+def test_history_buffer_pickles_its_data_only():
+    import pickle
+    from mmengine.logging import HistoryBuffer
+    buffer = HistoryBuffer()
+    buffer.update(1.5)
+    buffer.update(2.5, count=2)
+    buffer.mean()  # statistics methods must not end up in the pickle
+    restored = pickle.loads(pickle.dumps(buffer))
+    assert b'getattr' not in pickle.dumps(buffer)
+    assert restored.max_length == buffer.max_length
+    assert [list(a) for a in restored.data] == [list(a) for a in buffer.data]

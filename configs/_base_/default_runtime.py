@@ -1,7 +1,6 @@
 # Runtime shared by the pretraining recipes.
 default_scope = 'cosub_seg'
-custom_imports = dict(imports=['cosub_seg'], allow_failed_imports=False)
-runner_type = 'CosubRunner'  # resumes our checkpoints with weights_only=True (see cosub_seg/checkpoint.py)
+custom_imports = dict(imports=['cosub_seg'], allow_failed_imports=False)  # also allow-lists checkpoint classes
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),

@@ -1,8 +1,8 @@
 from .dist import setup_distributed, teardown_distributed
+from .layer_decay import LayerDecayOptimWrapperConstructor, backbone_layer_ids
 from .optimizers import AutocastOptimWrapper, NoDecayOptimWrapperConstructor, no_weight_decay_names
-from .runner import CosubRunner
 
 __all__ = [
     'setup_distributed', 'teardown_distributed', 'AutocastOptimWrapper', 'NoDecayOptimWrapperConstructor',
-    'no_weight_decay_names', 'CosubRunner'
+    'no_weight_decay_names', 'LayerDecayOptimWrapperConstructor', 'backbone_layer_ids'
 ]

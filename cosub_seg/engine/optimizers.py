@@ -8,7 +8,9 @@ from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 from mmengine.runner.amp import autocast
 from timm.optim import Lamb
 
-from ..registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
+from mmengine.registry import OPTIM_WRAPPERS as ROOT_OPTIM_WRAPPERS
+
+from ..registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIMIZERS
 
 OPTIMIZERS.register_module(name='Lamb', module=Lamb)
 
@@ -44,7 +46,8 @@ class NoDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         return super().__call__(model)
 
 
-@OPTIM_WRAPPERS.register_module()
+# In MMEngine's root registry: both stages (scopes cosub_seg and mmseg) use it.
+@ROOT_OPTIM_WRAPPERS.register_module()
 class AutocastOptimWrapper(OptimWrapper):
     """Runs forward passes under ``torch.autocast`` on any device (the CPU included), without loss scaling.
 

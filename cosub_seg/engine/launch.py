@@ -1,0 +1,80 @@
+"""What the training tools share: their command line and the config changes it asks for."""
+import argparse
+import os
+import os.path as osp
+
+import torch
+from mmengine.config import Config, DictAction
+
+from .dist import setup_distributed
+
+
+def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument('config', help='config file')
+    parser.add_argument('--work-dir', help='where logs and checkpoints go (default: work_dirs/<config name>)')
+    parser.add_argument('--resume', nargs='?', const='auto', default=None, metavar='CHECKPOINT',
+                        help='resume from CHECKPOINT, or without a path from the newest checkpoint of the work dir')
+    parser.add_argument('--amp', action='store_true',
+                        help='mixed precision: fp16 with loss scaling on a GPU, bf16 autocast on a CPU')
+    parser.add_argument('--amp-dtype', choices=['float16', 'bfloat16'], default=None,
+                        help='autocast dtype with --amp (default: float16 on a GPU, bfloat16 on a CPU)')
+    parser.add_argument('--auto-scale-lr', action='store_true',
+                        help='scale the learning rate by (total batch / auto_scale_lr.base_batch_size)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config entries, e.g. train_dataloader.batch_size=32')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    return parser
+
+
+def apply_amp(cfg: Config, dtype=None) -> None:
+    """Switches the config's optimiser wrapper to mixed precision on the device this run will use."""
+    wrapper = cfg.optim_wrapper
+    if wrapper.get('type', 'OptimWrapper') != 'OptimWrapper':
+        raise ValueError(f'--amp needs optim_wrapper.type="OptimWrapper", the config has {wrapper.type!r}')
+    if torch.cuda.is_available():
+        wrapper.type = 'AmpOptimWrapper'
+        wrapper.dtype = dtype or 'float16'
+        wrapper.loss_scale = 'dynamic'
+    else:
+        if dtype == 'float16':
+            raise ValueError('--amp-dtype float16 needs a GPU (loss scaling); use bfloat16 on a CPU')
+        wrapper.type = 'AutocastOptimWrapper'
+        wrapper.dtype = 'bfloat16'
+
+
+def use_bn_without_gpu(cfg_node) -> None:
+    """SyncBN needs GPUs: on a machine without one, every SyncBN in the config becomes BN."""
+    if torch.cuda.is_available():
+        return
+    if isinstance(cfg_node, dict):
+        if cfg_node.get('type') == 'SyncBN':
+            cfg_node['type'] = 'BN'
+        for value in cfg_node.values():
+            use_bn_without_gpu(value)
+    elif isinstance(cfg_node, (list, tuple)):
+        for value in cfg_node:
+            use_bn_without_gpu(value)
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """Loads the config and applies the command line to it."""
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    if not osp.isfile(args.config):
+        raise FileNotFoundError(f'config file {args.config} does not exist')
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
+        'work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if args.amp:
+        apply_amp(cfg, args.amp_dtype)
+    if args.auto_scale_lr:
+        cfg.auto_scale_lr.enable = True
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume:
+        cfg.resume, cfg.load_from = True, args.resume
+    use_bn_without_gpu(cfg.model)
+    setup_distributed(cfg, args.launcher)
+    return cfg
