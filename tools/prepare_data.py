@@ -1,10 +1,13 @@
 """Prepare datasets.
 
-    python tools/prepare_data.py digits [--out data/digits] [--size 32]
+    python tools/prepare_data.py digits [--out data/digits] [--size 32] [--scenes-out data/digit_scenes]
+    python tools/prepare_data.py ade20k [--root data/ade/ADEChallengeData2016]
 """
 import argparse
 import time
 
+from cosub_seg.datasets.ade20k import check_ade20k_layout
+from cosub_seg.datasets.digit_scenes import write_digit_scenes
 from cosub_seg.datasets.digits import write_digits
 
 
@@ -14,13 +17,23 @@ def main(argv=None):
     digits = sub.add_parser('digits', help="scikit-learn's handwritten digits as an ImageNet-style folder")
     digits.add_argument('--out', default='data/digits', help='output folder (default: data/digits)')
     digits.add_argument('--size', type=int, default=32, help='image side in pixels (default: 32)')
+    digits.add_argument('--scenes-out', default='data/digit_scenes',
+                        help='output folder of the segmentation scenes (default: data/digit_scenes)')
+    ade = sub.add_parser('ade20k', help='check an ADEChallengeData2016 folder: layout, counts, image/label pairs')
+    ade.add_argument('--root', default='data/ade/ADEChallengeData2016', help='the ADEChallengeData2016 folder')
     args = parser.parse_args(argv)
 
     start = time.time()
     if args.dataset == 'digits':
         counts = write_digits(args.out, size=args.size)
-        print(f'wrote {counts["train"]} train and {counts["val"]} val digits to {args.out} '
-              f'in {time.time() - start:.1f}s')
+        print(f'wrote {counts["train"]} train and {counts["val"]} val digits to {args.out}')
+        scenes = write_digit_scenes(args.scenes_out)
+        print(f'wrote {scenes["training"]} training and {scenes["validation"]} validation digit scenes to '
+              f'{args.scenes_out} in {time.time() - start:.1f}s')
+    elif args.dataset == 'ade20k':
+        counts = check_ade20k_layout(args.root)
+        print(f'{args.root}: {counts["training"]} training and {counts["validation"]} validation image/annotation '
+              'pairs, as ADE20k should have')
 
 
 if __name__ == '__main__':

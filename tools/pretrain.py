@@ -6,75 +6,17 @@ Examples:
     bash tools/dist_pretrain.sh configs/pretrain/cosub_deit3-base_in1k.py 8
 """
 import argparse
-import os
-import os.path as osp
 
-import torch
-from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from cosub_seg.engine import setup_distributed, teardown_distributed
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('config', help='pretraining config file')
-    parser.add_argument('--work-dir', help='where logs and checkpoints go (default: work_dirs/<config name>)')
-    parser.add_argument('--resume', nargs='?', const='auto', default=None, metavar='CHECKPOINT',
-                        help='resume from CHECKPOINT, or without a path from the newest checkpoint of the work dir')
-    parser.add_argument('--amp', action='store_true',
-                        help='mixed precision: fp16 with loss scaling on a GPU, bf16 autocast on a CPU')
-    parser.add_argument('--amp-dtype', choices=['float16', 'bfloat16'], default=None,
-                        help='autocast dtype with --amp (default: float16 on a GPU, bfloat16 on a CPU)')
-    parser.add_argument('--auto-scale-lr', action='store_true',
-                        help='scale the learning rate by (total batch / auto_scale_lr.base_batch_size)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries, e.g. model.num_submodels=1 train_dataloader.batch_size=32')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
-
-
-def apply_amp(cfg: Config, dtype=None) -> None:
-    """Switches the config's optimiser wrapper to mixed precision on the device this run will use."""
-    wrapper = cfg.optim_wrapper
-    if wrapper.get('type', 'OptimWrapper') != 'OptimWrapper':
-        raise ValueError(f'--amp needs optim_wrapper.type="OptimWrapper", the config has {wrapper.type!r}')
-    if torch.cuda.is_available():
-        wrapper.type = 'AmpOptimWrapper'
-        wrapper.dtype = dtype or 'float16'
-        wrapper.loss_scale = 'dynamic'
-    else:
-        if dtype == 'float16':
-            raise ValueError('--amp-dtype float16 needs a GPU (loss scaling); use bfloat16 on a CPU')
-        wrapper.type = 'AutocastOptimWrapper'
-        wrapper.dtype = 'bfloat16'
-
-
-def build_config(args) -> Config:
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
-        'work_dirs', osp.splitext(osp.basename(args.config))[0])
-    if args.amp:
-        apply_amp(cfg, args.amp_dtype)
-    if args.auto_scale_lr:
-        cfg.auto_scale_lr.enable = True
-    if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
-    elif args.resume:
-        cfg.resume, cfg.load_from = True, args.resume
-    setup_distributed(cfg, args.launcher)
-    return cfg
+from cosub_seg.engine import teardown_distributed
+from cosub_seg.engine.launch import add_train_args, config_from_args
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    cfg = build_config(args)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cfg = config_from_args(add_train_args(parser).parse_args(argv))
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     runner.train()
     teardown_distributed()

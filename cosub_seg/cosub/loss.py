@@ -89,3 +89,34 @@ def cosub_loss(logits: torch.Tensor,
     peer = sum(criterion(logits[i], (others_sum - probs[i]) / (k - 1)) for i in range(k)) / k
     label, peer = (1.0 - lam) * label, lam * peer
     return CosubLoss(total=label + peer, label=label, peer=peer)
+
+
+def cosub_pixel_peer_loss(logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Per-pixel peer term for dense prediction: each of k submodels learns, with soft-target cross-entropy, the mean
+    softmax of the others (stop-gradient), averaged over the valid pixels and the submodels.
+
+    Args:
+        logits: (k, B, C, H, W) logits of k submodels for the same B images.
+        valid: (B, H, W) bool mask, False where the label is the ignore index.
+
+    Returns:
+        A scalar; 0 when no pixel is valid. Weight it with lam, and the label term with 1 - lam, as in
+        :func:`cosub_loss`.
+    """
+    if logits.dim() != 5:
+        raise ValueError(f'logits must have shape (k, B, C, H, W), got {tuple(logits.shape)}')
+    k = logits.shape[0]
+    if k < 2:
+        raise ValueError('the peer term needs k >= 2 submodels')
+    if valid.shape != (logits.shape[1], *logits.shape[3:]):
+        raise ValueError(f'valid mask {tuple(valid.shape)} does not match logits {tuple(logits.shape)}')
+    probs = logits.detach().softmax(dim=2)
+    others_sum = probs.sum(dim=0)
+    log_probs = logits.log_softmax(dim=2)
+    count = valid.sum().clamp(min=1)
+    total = logits.new_zeros(())
+    for i in range(k):
+        teacher = (others_sum - probs[i]) / (k - 1)
+        per_pixel = -(teacher * log_probs[i]).sum(dim=1)  # (B, H, W)
+        total = total + (per_pixel * valid).sum() / count
+    return total / k

@@ -1,3 +1,4 @@
+from .digit_scenes import SCENE_CLASSES, DigitScenesDataset, write_digit_scenes
 from .digits import DIGIT_CLASSES, write_digits
 from .folder import ImageFolderDataset
 from .samplers import RepeatAugSampler
@@ -5,6 +6,6 @@ from .transforms import (ColorJitter, GaussianBlur, PackClsInputs, RandomCrop, R
                          Solarize)
 
 __all__ = [
-    'DIGIT_CLASSES', 'write_digits', 'ImageFolderDataset', 'RepeatAugSampler', 'ColorJitter', 'GaussianBlur',
+    'SCENE_CLASSES', 'DigitScenesDataset', 'write_digit_scenes', 'DIGIT_CLASSES', 'write_digits', 'ImageFolderDataset', 'RepeatAugSampler', 'ColorJitter', 'GaussianBlur',
     'PackClsInputs', 'RandomCrop', 'RandomResizedCrop', 'ResizeShortSide', 'Solarize'
 ]

@@ -1,0 +1,83 @@
+# The embedded default of the transfer stage: UperNet on the tiny DeiT III-style ViT pretrained with cosub on the
+# digits (configs/pretrain/cosub_deit3-tiny_digits.py), fine-tuned on digit_scenes (`python tools/prepare_data.py
+# digits`): 128x128 scenes, 11 classes (background + 10 digits), ADE20k's layout and label convention.
+_base_ = ['../_base_/models/upernet_timm.py', '../_base_/seg_runtime.py']
+
+crop_size = (64, 64)
+num_classes = 11
+embed_dim = 128
+model = dict(
+    data_preprocessor=dict(size=crop_size),
+    backbone=dict(
+        _delete_=True,
+        type='TimmSegBackbone',
+        arch='deit3_small_patch16_224',
+        img_size=crop_size,
+        drop_path_rate=0.1,
+        model_kwargs=dict(patch_size=8, embed_dim=embed_dim, depth=6, num_heads=4),
+        init_cfg=dict(type='Pretrained', checkpoint='work_dirs/cosub_deit3-tiny_digits/epoch_25.pth'),
+    ),
+    neck=dict(type='MultiLevelNeck', in_channels=[embed_dim] * 4, out_channels=embed_dim, scales=[4, 2, 1, 0.5]),
+    decode_head=dict(in_channels=[embed_dim] * 4, channels=64, num_classes=num_classes),
+    auxiliary_head=dict(in_channels=embed_dim, channels=32, num_classes=num_classes),
+    test_cfg=dict(_delete_=True, mode='whole'),
+)
+
+dataset_type = 'DigitScenesDataset'
+data_root = 'data/digit_scenes'
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='RandomResize', scale=(128, 128), ratio_range=(0.75, 1.5), keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+    dict(type='PhotoMetricDistortion'),
+    dict(type='PackSegInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='PackSegInputs'),
+]
+train_dataloader = dict(
+    batch_size=8,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
+    dataset=dict(type=dataset_type, data_root=data_root, pipeline=train_pipeline,
+                 data_prefix=dict(img_path='images/training', seg_map_path='annotations/training')),
+)
+val_dataloader = dict(
+    batch_size=10,
+    num_workers=1,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type=dataset_type, data_root=data_root, pipeline=test_pipeline,
+                 data_prefix=dict(img_path='images/validation', seg_map_path='annotations/validation')),
+)
+test_dataloader = val_dataloader
+val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
+test_evaluator = val_evaluator
+
+max_iters = 600
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.05),
+    constructor='LayerDecayOptimWrapperConstructor',
+    paramwise_cfg=dict(layer_decay_rate=0.9),
+)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=50),
+    dict(type='PolyLR', eta_min=0.0, power=1.0, begin=50, end=max_iters, by_epoch=False),
+]
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters, max_keep_ckpts=1),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+    visualization=dict(type='SegVisualizationHook'),
+)
+env_cfg = dict(cudnn_benchmark=False)

@@ -1,0 +1,91 @@
+"""digit_scenes: a small segmentation set in ADE20k's layout and label convention, built from real digits.
+
+Each scene is a textured background holding a few of scikit-learn's handwritten digits at random scales, positions
+and colours. Annotations follow ADE20k: 0 = unlabeled (mmseg's ``reduce_zero_label`` turns it into the ignore
+index 255), 1 = background, 2-11 = digits 0-9. Pixels on the anti-aliased rim of a digit stroke, where ink and
+background mix, are ambiguous and labelled 0. Training scenes use only digits of the pretraining train split,
+validation scenes only val digits, so fine-tuning never sees a validation digit.
+"""
+import os
+import os.path as osp
+from typing import Dict, Tuple
+
+import cv2
+import numpy as np
+from mmseg.datasets import ADE20KDataset
+from mmseg.registry import DATASETS as SEG_DATASETS
+
+from .digits import load_digit_split
+
+SCENE_CLASSES = ('background', ) + tuple(f'digit {i}' for i in range(10))
+# One colour per class for visualisation, in SCENE_CLASSES order.
+SCENE_PALETTE = [[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
+                 [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212]]
+INK_THRESHOLDS = (0.25, 0.6)  # ink below the first is background, above the second digit, between: unlabeled
+
+
+@SEG_DATASETS.register_module()
+class DigitScenesDataset(ADE20KDataset):
+    """mmseg's ADE20KDataset, unchanged but for the class names (ADE20k's 150 names do not fit 10 digits)."""
+
+    METAINFO = dict(classes=SCENE_CLASSES, palette=SCENE_PALETTE)
+
+
+def _background(rng: np.random.RandomState, size: int) -> np.ndarray:
+    """A smooth colour gradient with low-frequency noise, different in every scene."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    corners = rng.uniform(0, 255, size=(4, 3)).astype(np.float32)
+    top = corners[0] * (1 - xx[..., None]) + corners[1] * xx[..., None]
+    bottom = corners[2] * (1 - xx[..., None]) + corners[3] * xx[..., None]
+    img = top * (1 - yy[..., None]) + bottom * yy[..., None]
+    noise = cv2.resize(rng.uniform(-40, 40, size=(8, 8, 3)).astype(np.float32), (size, size),
+                       interpolation=cv2.INTER_CUBIC)
+    return np.clip(img + noise, 0, 255)
+
+
+def _scene(rng: np.random.RandomState, images: np.ndarray, labels: np.ndarray, pool: np.ndarray,
+           size: int) -> Tuple[np.ndarray, np.ndarray]:
+    img = _background(rng, size)
+    ann = np.ones((size, size), np.uint8)
+    for _ in range(rng.randint(2, 5)):
+        idx = pool[rng.randint(len(pool))]
+        side = rng.randint(size // 5, size // 2 + 1)
+        ink = cv2.resize(images[idx].astype(np.float32) / 16.0, (side, side), interpolation=cv2.INTER_LINEAR)
+        ink = np.clip(ink, 0, 1)
+        top, left = rng.randint(0, size - side + 1), rng.randint(0, size - side + 1)
+        region = img[top:top + side, left:left + side]
+        colour = rng.uniform(0, 255, size=3).astype(np.float32)
+        # Keep the digit visible: push its colour away from the background's mean colour.
+        if np.abs(colour - region.reshape(-1, 3).mean(0)).max() < 80:
+            colour = 255 - colour
+        img[top:top + side, left:left + side] = region * (1 - ink[..., None]) + colour * ink[..., None]
+        patch = ann[top:top + side, left:left + side]
+        patch[ink >= INK_THRESHOLDS[1]] = 2 + labels[idx]
+        rim = (ink >= INK_THRESHOLDS[0]) & (ink < INK_THRESHOLDS[1])
+        patch[rim] = 0
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8), ann
+
+
+def write_digit_scenes(out_dir: str, num_train: int = 600, num_val: int = 150, size: int = 128,
+                       seed: int = 0) -> Dict[str, int]:
+    """Writes ``out_dir/images/{training,validation}/*.jpg`` and ``out_dir/annotations/{...}/*.png``.
+
+    Deterministic for a given seed. Returns the number of scenes per split.
+    """
+    split = load_digit_split()
+    counts = {}
+    for name, pool, count, offset in (('training', split['train'], num_train, 0),
+                                      ('validation', split['val'], num_val, 1)):
+        rng = np.random.RandomState(seed * 2 + offset)
+        img_dir = osp.join(out_dir, 'images', name)
+        ann_dir = osp.join(out_dir, 'annotations', name)
+        os.makedirs(img_dir, exist_ok=True)
+        os.makedirs(ann_dir, exist_ok=True)
+        for i in range(count):
+            img, ann = _scene(rng, split['images'], split['labels'], pool, size)
+            stem = f'digitscene_{name[:3]}_{i:05d}'
+            if not (cv2.imwrite(osp.join(img_dir, stem + '.jpg'), img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+                    and cv2.imwrite(osp.join(ann_dir, stem + '.png'), ann)):
+                raise OSError(f'could not write scene {stem} under {out_dir}')
+        counts[name] = count
+    return counts

@@ -1,0 +1,175 @@
+"""``TimmSegBackbone``: any timm backbone as an MMSegmentation backbone returning NCHW feature maps."""
+import sys
+from typing import List, Optional, Sequence, Union
+
+import timm
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from mmseg.registry import MODELS as SEG_MODELS
+from timm.models import VisionTransformer
+from timm.models.pit import PoolingVisionTransformer
+from timm.models.xcit import Xcit
+
+from ..checkpoint import extract_state_dict, load_checkpoint_file
+from .timm_factory import create_timm_model, set_drop_path_schedule
+
+PLAIN_TYPES = (VisionTransformer, Xcit)  # one stride-16 scale: a neck makes the pyramid
+# What lets each timm family take inputs of any size (PiT is handled in the forward).
+ANY_SIZE_KWARGS = {
+    'vision_transformer': dict(dynamic_img_size=True),
+    'deit': dict(dynamic_img_size=True),
+    'swin_transformer': dict(strict_img_size=False),
+}
+
+
+def model_module(arch: str) -> str:
+    """The timm module that defines ``arch`` ('deit', 'swin_transformer', ...); '' for an unknown name."""
+    if not timm.is_model(arch):
+        return ''
+    return timm.models.model_entrypoint(arch).__module__.rsplit('.', 1)[-1]
+
+
+def plain_out_indices(depth: int) -> List[int]:
+    """Four blocks spread over a plain ViT's depth, as BEiT's segmentation does: (3, 5, 7, 11) of 12, (7, 11, 15,
+    23) of 24."""
+    return sorted({max(depth // 3 - 1, 0), max(depth // 2 - 1, 0), max(2 * depth // 3 - 1, 0), depth - 1})
+
+
+@SEG_MODELS.register_module()
+class TimmSegBackbone(BaseModule):
+    """A timm model by name, giving the feature maps a segmentation head needs, in NCHW.
+
+    Hierarchical families (Swin, ConvNeXt, RegNet, PiT) give their stage outputs (strides 4/8/16/32; PiT has three
+    stages); plain ViT / DeiT III / XCiT give the outputs of ``out_indices`` blocks, all at stride 16, for a neck
+    such as mmseg's ``MultiLevelNeck`` to turn into four scales. Inputs of any size work: ViT position embeddings
+    are resampled on the fly (``dynamic_img_size``), PiT's too (by this class).
+
+    Pretrained weights come through ``init_cfg=dict(type='Pretrained', checkpoint=PATH)``: a checkpoint of
+    ``tools/pretrain.py`` (its EMA weights when it kept an EMA), a plain timm state dict, a DeiT III release
+    (``{'model': ...}``, ``gamma_1`` names) or a ``.safetensors`` file. Loading never executes code from the file;
+    the classifier is dropped, absolute position embeddings are resampled (bicubic) to ``img_size``, and missing or
+    unexpected keys are reported. The weights are loaded in :meth:`init_weights` and the module then marks itself
+    initialised, so MMEngine's later initialisation of the segmentor does not overwrite them.
+
+    Args:
+        arch: timm model name.
+        out_indices: blocks (plain) or stages (hierarchical) to return; None for the defaults above.
+        img_size: input size the position embeddings are laid out for (plain ViT, XCiT, Swin, PiT).
+        drop_path_rate: stochastic-depth rate.
+        drop_path_schedule: 'linear' (timm's) or 'constant'.
+        model_kwargs: further ``timm.create_model`` arguments.
+        init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` or None for random initialisation.
+    """
+
+    def __init__(self,
+                 arch: str,
+                 out_indices: Optional[Sequence[int]] = None,
+                 img_size: Optional[Union[int, Sequence[int]]] = None,
+                 drop_path_rate: float = 0.0,
+                 drop_path_schedule: str = 'linear',
+                 model_kwargs: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
+        checkpoint = None
+        if init_cfg is not None:
+            if init_cfg.get('type') != 'Pretrained' or 'checkpoint' not in init_cfg:
+                raise ValueError(f"TimmSegBackbone takes init_cfg=dict(type='Pretrained', checkpoint=PATH), "
+                                 f'got {init_cfg}')
+            checkpoint = init_cfg['checkpoint']
+        super().__init__(init_cfg=None)
+        self.checkpoint = checkpoint
+        kwargs = dict(model_kwargs or {})
+        if img_size is not None:
+            kwargs['img_size'] = img_size
+        for key, value in ANY_SIZE_KWARGS.get(model_module(arch), {}).items():
+            kwargs.setdefault(key, value)
+        model = create_timm_model(arch, num_classes=0, drop_path_rate=drop_path_rate, **kwargs)
+        set_drop_path_schedule(model, drop_path_rate, drop_path_schedule)
+        self.is_plain = isinstance(model, PLAIN_TYPES)
+        self.is_pit = isinstance(model, PoolingVisionTransformer)
+        if out_indices is None:
+            # The last four stages (RegNet also reports its stem; PiT has three).
+            out_indices = plain_out_indices(len(model.blocks)) if self.is_plain else min(4, len(model.feature_info))
+        self.out_indices = out_indices if isinstance(out_indices, int) else list(out_indices)
+        model.prune_intermediate_layers(self.out_indices, prune_norm=True, prune_head=True)
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+        if self.is_pit:
+            return self._forward_pit(x)
+        return self.model.forward_intermediates(x, indices=self.out_indices, intermediates_only=True)
+
+    def _forward_pit(self, x: torch.Tensor) -> List[torch.Tensor]:
+        # timm's PiT adds a fixed-size position map; resample it to the input's patch grid.
+        model = self.model
+        x = model.patch_embed(x)
+        pos = model.pos_embed
+        if pos.shape[-2:] != x.shape[-2:]:
+            pos = F.interpolate(pos, size=x.shape[-2:], mode='bicubic', align_corners=False)
+        x = model.pos_drop(x + pos)
+        cls_tokens = model.cls_token.expand(x.shape[0], -1, -1)
+        take = range(len(model.transformers))[-self.out_indices:] if isinstance(self.out_indices, int) \
+            else self.out_indices
+        feats = []
+        for i, stage in enumerate(model.transformers):
+            x, cls_tokens = stage((x, cls_tokens))
+            if i in take:
+                feats.append(x)
+        return feats
+
+    def init_weights(self) -> None:
+        if self.checkpoint is not None:
+            self.load_pretrained(self.checkpoint)
+        self._is_init = True
+
+    def load_pretrained(self, path: str) -> None:
+        state = extract_state_dict(load_checkpoint_file(path), path)
+        state = self._adapt_state_dict(state)
+        own = self.model.state_dict()
+        dropped = sorted(k for k in state if k not in own)
+        state = {k: v for k, v in state.items() if k in own}
+        mismatched = [f'{k}: {tuple(v.shape)} in the file, {tuple(own[k].shape)} here'
+                      for k, v in state.items() if v.shape != own[k].shape]
+        if mismatched:
+            raise ValueError(f'{path} does not fit {self.model.__class__.__name__}: ' + '; '.join(mismatched[:5]))
+        missing = sorted(set(own) - set(state))
+        self.model.load_state_dict(state, strict=False)
+        print_log(f'loaded {len(state)} tensors from {path}; not used (classifier, pruned layers): '
+                  f'{dropped if dropped else "none"}; missing: {missing if missing else "none"}', logger='current')
+        if missing:
+            print_log(f'{len(missing)} backbone weights were not in {path} and stay randomly initialised: '
+                      f'{missing[:10]}', logger='current', level=30)
+
+    def _adapt_state_dict(self, state: dict) -> dict:
+        for prefix in ('module.', 'backbone.'):
+            if state and all(k.startswith(prefix) for k in state if not k.startswith(('head', 'data_preprocessor'))):
+                state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        model = self.model
+        if self.is_pit:
+            pos = state.get('pos_embed')
+            if pos is not None and pos.shape[-2:] != model.pos_embed.shape[-2:]:
+                state['pos_embed'] = F.interpolate(pos.float(), size=model.pos_embed.shape[-2:], mode='bicubic',
+                                                   align_corners=False)
+        filter_fn = getattr(sys.modules[type(model).__module__], 'checkpoint_filter_fn', None)
+        if filter_fn is None:
+            return state
+        if isinstance(model, VisionTransformer):
+            # DeiT III releases name LayerScale 'gamma_1'; timm converts them (and resamples pos_embed) here.
+            return filter_fn(state, model, adapt_layer_scale=any('gamma_' in k for k in state))
+        return filter_fn(state, model)
+
+    @property
+    def out_channels(self) -> List[int]:
+        """Channels of the returned maps."""
+        with torch.no_grad():
+            training = self.training
+            self.eval()
+            size = 64 if not self.is_plain else self.model.patch_embed.patch_size[0] * 4
+            feats = self.forward(torch.zeros(1, 3, size, size))
+            self.train(training)
+        return [f.shape[1] for f in feats]
+
+
+__all__ = ['TimmSegBackbone', 'plain_out_indices']

@@ -1,0 +1,50 @@
+"""``CosubEncoderDecoder``: mmseg's EncoderDecoder with submodel co-training during fine-tuning."""
+from typing import List
+
+import torch
+from mmseg.models.segmentors import EncoderDecoder
+from mmseg.models.utils import resize
+from mmseg.registry import MODELS as SEG_MODELS
+
+from ..cosub import cosub_pixel_peer_loss
+
+
+@SEG_MODELS.register_module()
+class CosubEncoderDecoder(EncoderDecoder):
+    """EncoderDecoder whose training step runs the same crops through ``num_submodels`` stochastic-depth submodels
+    (one forward of a k·B batch) and adds a per-pixel peer loss.
+
+    The decode head's own loss is computed on every copy and weighted by ``1 - lam``; the peer term
+    (:func:`cosub_seg.cosub.cosub_pixel_peer_loss`: soft cross-entropy towards the other copies' stop-gradient
+    softmax, ignore pixels excluded) is weighted by ``lam``, the form cosub uses in pretraining. The auxiliary head
+    learns from the labels only. With ``num_submodels=1`` this is exactly mmseg's EncoderDecoder. The backbone needs
+    stochastic depth (drop_path_rate > 0) for the copies to differ. Inference is unchanged (full network).
+    """
+
+    def __init__(self, *args, num_submodels: int = 2, lam: float = 0.5, **kwargs):
+        super().__init__(*args, **kwargs)
+        if num_submodels < 1:
+            raise ValueError(f'num_submodels must be >= 1, got {num_submodels}')
+        if not 0.0 <= lam <= 1.0:
+            raise ValueError(f'lam must be in [0, 1], got {lam}')
+        self.num_submodels = num_submodels
+        self.lam = lam
+
+    def loss(self, inputs: torch.Tensor, data_samples: List) -> dict:
+        k = self.num_submodels
+        if k == 1:
+            return super().loss(inputs, data_samples)
+        feats = self.extract_feat(inputs.repeat(k, 1, 1, 1))
+        samples = list(data_samples) * k
+        head = self.decode_head
+        seg_logits = head.forward(feats)
+        losses = {}
+        for name, value in head.loss_by_feat(seg_logits, samples).items():
+            losses[f'decode.{name}'] = (1.0 - self.lam) * value if 'loss' in name else value
+        labels = torch.stack([s.gt_sem_seg.data for s in data_samples]).squeeze(1)  # (B, H, W)
+        logits = resize(seg_logits, size=labels.shape[-2:], mode='bilinear', align_corners=head.align_corners)
+        logits = logits.view(k, inputs.shape[0], *logits.shape[1:])
+        losses['decode.loss_peer'] = self.lam * cosub_pixel_peer_loss(logits, labels != head.ignore_index)
+        if self.with_auxiliary_head:
+            losses.update(self._auxiliary_head_forward_train(feats, samples))
+        return losses
