@@ -22,8 +22,7 @@ $(STAMP): $(PY) pyproject.toml constraints.txt tools/install_mmcv.sh
 install: $(STAMP)
 
 demo: install
-	$(PY) tools/prepare_data.py digits
-	$(PY) tools/pretrain.py configs/pretrain/cosub_deit3-tiny_digits.py
+	$(PY) tools/demo.py
 
 test: install
 	$(PY) -m pytest

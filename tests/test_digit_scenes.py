@@ -56,3 +56,27 @@ def test_generation_is_deterministic(tmp_path):
         match, mismatch, errors = filecmp.cmpfiles(a / sub, b / sub, [p.name for p in (a / sub).iterdir()],
                                                    shallow=False)
         assert len(match) == 3 and not mismatch and not errors
+
+
+def _touch_layout(root, train=2, val=1):
+    for split, n in (('training', train), ('validation', val)):
+        for sub, ext in (('images', 'jpg'), ('annotations', 'png')):
+            folder = root / sub / split
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                (folder / f'ADE_{split}_{i:08d}.{ext}').write_bytes(b'')
+
+
+def test_ade20k_layout_check_counts_pairs_and_names_what_is_missing(tmp_path):
+    from cosub_seg.datasets.ade20k import check_ade20k_layout
+    expected = dict(training=2, validation=1)
+    _touch_layout(tmp_path)
+    assert check_ade20k_layout(str(tmp_path), expected) == expected
+    (tmp_path / 'annotations' / 'training' / 'ADE_training_00000001.png').unlink()
+    with pytest.raises(ValueError, match='ADE_training_00000001.jpg'):
+        check_ade20k_layout(str(tmp_path), expected)
+    (tmp_path / 'annotations' / 'training' / 'ADE_training_00000001.png').write_bytes(b'')
+    with pytest.raises(ValueError, match='holds 2 images'):
+        check_ade20k_layout(str(tmp_path), dict(training=1, validation=2))
+    with pytest.raises(FileNotFoundError, match='ADEChallengeData2016'):
+        check_ade20k_layout(str(tmp_path / 'missing'), expected)

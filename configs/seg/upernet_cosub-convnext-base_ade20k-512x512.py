@@ -1,5 +1,6 @@
 # cosub ConvNeXt-B + UperNet, ADE20k (150 classes), 512x512 crops, 160k iterations, batch 16.
-# Backbone: the output of configs/pretrain/cosub_convnext-base_in1k.py. mmseg's ConvNeXt-B UperNet: 48.71 / 49.54 mIoU (single / multi-scale + flip).
+# Backbone: the output of configs/pretrain/cosub_convnext-base_in1k.py.
+# mmseg's ConvNeXt-B UperNet: 48.71 / 49.54 mIoU (single / multi-scale + flip).
 _base_ = [
     '../_base_/models/upernet_timm.py',
     'mmseg::_base_/datasets/ade20k.py',

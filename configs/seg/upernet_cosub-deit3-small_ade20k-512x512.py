@@ -1,5 +1,6 @@
 # cosub ViT-S (DeiT III) + MultiLevelNeck + UperNet, ADE20k (150 classes), 512x512 crops, 160k iterations, batch 16.
-# Backbone: the output of configs/pretrain/cosub_deit3-small_in1k.py. mmseg's ViT-B + MLN recipe reaches 47.71 / 49.51 mIoU
+# Backbone: the output of configs/pretrain/cosub_deit3-small_in1k.py.
+# mmseg's ViT-B + MLN recipe reaches 47.71 / 49.51 mIoU
 # (single / multi-scale + flip, 80k) from supervised ImageNet weights (METHOD.md).
 _base_ = [
     '../_base_/models/upernet_timm.py',

@@ -1,5 +1,6 @@
 # cosub PiT-B + UperNet, ADE20k (150 classes), 512x512 crops, 160k iterations, batch 16.
-# Backbone: the output of configs/pretrain/cosub_pit-b_in1k.py. PiT has three stages (strides 8/16/32): UPerHead takes three maps.
+# Backbone: the output of configs/pretrain/cosub_pit-b_in1k.py.
+# PiT has three stages (strides 8/16/32): UPerHead takes three maps.
 _base_ = [
     '../_base_/models/upernet_timm.py',
     'mmseg::_base_/datasets/ade20k.py',

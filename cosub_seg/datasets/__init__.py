@@ -2,10 +2,11 @@ from .digit_scenes import SCENE_CLASSES, DigitScenesDataset, write_digit_scenes
 from .digits import DIGIT_CLASSES, write_digits
 from .folder import ImageFolderDataset
 from .samplers import RepeatAugSampler
-from .transforms import (ColorJitter, GaussianBlur, PackClsInputs, RandomCrop, RandomResizedCrop, ResizeShortSide,
-                         Solarize)
+from .transforms import (ColorJitter, GaussianBlur, PackClsInputs, RandomCrop, RandomResizedCrop,
+                         ResizeShortSide, Solarize)
 
 __all__ = [
-    'SCENE_CLASSES', 'DigitScenesDataset', 'write_digit_scenes', 'DIGIT_CLASSES', 'write_digits', 'ImageFolderDataset', 'RepeatAugSampler', 'ColorJitter', 'GaussianBlur',
-    'PackClsInputs', 'RandomCrop', 'RandomResizedCrop', 'ResizeShortSide', 'Solarize'
+    'SCENE_CLASSES', 'DigitScenesDataset', 'write_digit_scenes', 'DIGIT_CLASSES', 'write_digits',
+    'ImageFolderDataset', 'RepeatAugSampler', 'ColorJitter', 'GaussianBlur', 'PackClsInputs', 'RandomCrop',
+    'RandomResizedCrop', 'ResizeShortSide', 'Solarize'
 ]

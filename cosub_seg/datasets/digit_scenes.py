@@ -2,8 +2,9 @@
 
 Each scene is a textured background holding a few of scikit-learn's handwritten digits at random scales, positions
 and colours. Annotations follow ADE20k: 0 = unlabeled (mmseg's ``reduce_zero_label`` turns it into the ignore
-index 255), 1 = background, 2-11 = digits 0-9. Pixels on the anti-aliased rim of a digit stroke, where ink and
-background mix, are ambiguous and labelled 0. Training scenes use only digits of the pretraining train split,
+index 255), 1 = background, 2-11 = digits 0-9. A digit's mask is its strokes thickened to the digit's extent (an
+object mask, not a stroke mask: stride-8 features cannot resolve thin strokes); the band around it, where a pixel
+could belong to either, is labelled 0. Training scenes use only digits of the pretraining train split,
 validation scenes only val digits, so fine-tuning never sees a validation digit.
 """
 import os
@@ -21,7 +22,7 @@ SCENE_CLASSES = ('background', ) + tuple(f'digit {i}' for i in range(10))
 # One colour per class for visualisation, in SCENE_CLASSES order.
 SCENE_PALETTE = [[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
                  [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212]]
-INK_THRESHOLDS = (0.25, 0.6)  # ink below the first is background, above the second digit, between: unlabeled
+INK_THRESHOLDS = (0.1, 0.5)  # ink coverage up to the first: background, from the second: digit, between: unlabeled
 
 
 @SEG_DATASETS.register_module()
@@ -38,39 +39,57 @@ def _background(rng: np.random.RandomState, size: int) -> np.ndarray:
     top = corners[0] * (1 - xx[..., None]) + corners[1] * xx[..., None]
     bottom = corners[2] * (1 - xx[..., None]) + corners[3] * xx[..., None]
     img = top * (1 - yy[..., None]) + bottom * yy[..., None]
-    noise = cv2.resize(rng.uniform(-40, 40, size=(8, 8, 3)).astype(np.float32), (size, size),
+    noise = cv2.resize(rng.uniform(-25, 25, size=(8, 8, 3)).astype(np.float32), (size, size),
                        interpolation=cv2.INTER_CUBIC)
     return np.clip(img + noise, 0, 255)
 
 
-def _scene(rng: np.random.RandomState, images: np.ndarray, labels: np.ndarray, pool: np.ndarray,
-           size: int) -> Tuple[np.ndarray, np.ndarray]:
+def _ink(image: np.ndarray, side: int) -> np.ndarray:
+    """A digit's ink coverage in [0, 1] at ``side`` pixels: bicubic upsampling, then a contrast stretch that makes
+    strokes solid and leaves a thin anti-aliased rim."""
+    ink = cv2.resize(image.astype(np.float32) / 16.0, (side, side), interpolation=cv2.INTER_CUBIC)
+    return np.clip((ink - 0.25) / 0.4, 0, 1)
+
+
+def _contrasting_colour(rng: np.random.RandomState, background: np.ndarray) -> np.ndarray:
+    """A random colour whose brightness is far from the background's (dark ink on light ground or the reverse)."""
+    colour = rng.uniform(0, 255, size=3).astype(np.float32)
+    luminance = float(background.reshape(-1, 3).mean(0) @ np.array([0.299, 0.587, 0.114], np.float32))
+    target = rng.uniform(0, 60) if luminance > 128 else rng.uniform(195, 255)
+    current = float(colour @ np.array([0.299, 0.587, 0.114], np.float32))
+    return np.clip(colour + (target - current), 0, 255)
+
+
+def _scene(rng: np.random.RandomState, images: np.ndarray, labels: np.ndarray, pool: np.ndarray, size: int,
+           digit_size: Tuple[int, int]) -> Tuple[np.ndarray, np.ndarray]:
     img = _background(rng, size)
     ann = np.ones((size, size), np.uint8)
     for _ in range(rng.randint(2, 5)):
         idx = pool[rng.randint(len(pool))]
-        side = rng.randint(size // 5, size // 2 + 1)
-        ink = cv2.resize(images[idx].astype(np.float32) / 16.0, (side, side), interpolation=cv2.INTER_LINEAR)
-        ink = np.clip(ink, 0, 1)
+        side = rng.randint(digit_size[0], digit_size[1] + 1)
+        ink = _ink(images[idx], side)
         top, left = rng.randint(0, size - side + 1), rng.randint(0, size - side + 1)
         region = img[top:top + side, left:left + side]
-        colour = rng.uniform(0, 255, size=3).astype(np.float32)
-        # Keep the digit visible: push its colour away from the background's mean colour.
-        if np.abs(colour - region.reshape(-1, 3).mean(0)).max() < 80:
-            colour = 255 - colour
+        colour = _contrasting_colour(rng, region)
         img[top:top + side, left:left + side] = region * (1 - ink[..., None]) + colour * ink[..., None]
+        # A digit's label covers its strokes thickened to its extent, as object masks do, and the band around it
+        # (where the thin strokes' neighbourhood is ambiguous) is unlabeled.
+        radius = max(1, side // 10)
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+        body = cv2.dilate((ink >= INK_THRESHOLDS[1]).astype(np.uint8), kernel).astype(bool)
+        band = cv2.dilate(body.astype(np.uint8), kernel).astype(bool) | (ink > INK_THRESHOLDS[0])
         patch = ann[top:top + side, left:left + side]
-        patch[ink >= INK_THRESHOLDS[1]] = 2 + labels[idx]
-        rim = (ink >= INK_THRESHOLDS[0]) & (ink < INK_THRESHOLDS[1])
-        patch[rim] = 0
+        patch[band] = 0
+        patch[body] = 2 + labels[idx]
     return np.clip(np.rint(img), 0, 255).astype(np.uint8), ann
 
 
 def write_digit_scenes(out_dir: str, num_train: int = 600, num_val: int = 150, size: int = 128,
-                       seed: int = 0) -> Dict[str, int]:
+                       digit_size: Tuple[int, int] = (28, 48), seed: int = 0) -> Dict[str, int]:
     """Writes ``out_dir/images/{training,validation}/*.jpg`` and ``out_dir/annotations/{...}/*.png``.
 
-    Deterministic for a given seed. Returns the number of scenes per split.
+    Digits are ``digit_size`` pixels high (around the 32 pixels of the pretraining images). Deterministic for a
+    given seed. Returns the number of scenes per split.
     """
     split = load_digit_split()
     counts = {}
@@ -82,7 +101,7 @@ def write_digit_scenes(out_dir: str, num_train: int = 600, num_val: int = 150, s
         os.makedirs(img_dir, exist_ok=True)
         os.makedirs(ann_dir, exist_ok=True)
         for i in range(count):
-            img, ann = _scene(rng, split['images'], split['labels'], pool, size)
+            img, ann = _scene(rng, split['images'], split['labels'], pool, size, digit_size)
             stem = f'digitscene_{name[:3]}_{i:05d}'
             if not (cv2.imwrite(osp.join(img_dir, stem + '.jpg'), img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
                     and cv2.imwrite(osp.join(ann_dir, stem + '.png'), ann)):

@@ -1,3 +1,4 @@
 from .metrics import Accuracy
+from .seg_metrics import PerClassIoUMetric
 
-__all__ = ['Accuracy']
+__all__ = ['Accuracy', 'PerClassIoUMetric']

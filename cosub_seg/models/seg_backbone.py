@@ -4,7 +4,6 @@ from typing import List, Optional, Sequence, Union
 
 import timm
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
