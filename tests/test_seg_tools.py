@@ -95,3 +95,18 @@ def test_upstream_mmseg_tools_run_our_config(pretrained, scenes, tmp_path, pytho
     proc = run_tool([python, osp.join(tools, 'test.py'), SEG_CONFIG, checkpoint, '--work-dir',
                      str(tmp_path / 'upstream_test'), '--cfg-options', *seg_options(scenes, pretrained)])
     assert 'mIoU' in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_test_seg_tta_writes_predictions_and_overlays(pretrained, scenes, tmp_path, python):
+    work_dir = str(tmp_path / 'seg')
+    run_tool([python, 'tools/train_seg.py', SEG_CONFIG, '--work-dir', work_dir,
+              '--cfg-options', *seg_options(scenes, pretrained, iters=2)])
+    out, show = tmp_path / 'preds', tmp_path / 'vis'
+    proc = run_tool([python, 'tools/test_seg.py', SEG_CONFIG, osp.join(work_dir, 'iter_2.pth'), '--tta',
+                     '--out', str(out), '--show-dir', str(show), '--work-dir', str(tmp_path / 'test'),
+                     '--cfg-options', *seg_options(scenes, pretrained, iters=2)])
+    assert re.search(r'mIoU: [\d.]+', proc.stdout)
+    preds = sorted(out.glob('*.png'))
+    assert len(preds) == 4  # one label map per validation scene
+    assert glob.glob(str(show / '**' / '*.png'), recursive=True)

@@ -49,7 +49,6 @@ def main(argv=None):
         cfg.model = cfg.tta_model
     if args.out:
         cfg.test_evaluator['output_dir'] = args.out
-        cfg.test_evaluator['keep_results'] = True
     if args.show_dir:
         hook = cfg.default_hooks.get('visualization')
         if hook is None:

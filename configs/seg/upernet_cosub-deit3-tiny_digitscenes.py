@@ -38,6 +38,15 @@ test_pipeline = [
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='PackSegInputs'),
 ]
+# Multi-scale test (`tools/test_seg.py --tta`), without flips: a mirrored digit is another digit or none.
+tta_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='TestTimeAug', transforms=[
+        [dict(type='Resize', scale_factor=r, keep_ratio=True) for r in (0.75, 1.0, 1.25)],
+        [dict(type='LoadAnnotations', reduce_zero_label=True)],
+        [dict(type='PackSegInputs')],
+    ]),
+]
 train_dataloader = dict(
     batch_size=8,
     num_workers=2,

@@ -142,9 +142,9 @@ class TimmSegBackbone(BaseModule):
                       f'{missing[:10]}', logger='current', level=30)
 
     def _adapt_state_dict(self, state: dict) -> dict:
-        for prefix in ('module.', 'backbone.'):
-            if state and all(k.startswith(prefix) for k in state if not k.startswith(('head', 'data_preprocessor'))):
-                state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        for prefix in ('module.', 'backbone.'):  # DDP-wrapped files; CosubClassifier's 'backbone.' + timm names
+            if state and all(k.startswith(prefix) for k in state):
+                state = {k[len(prefix):]: v for k, v in state.items()}
         model = self.model
         if self.is_pit:
             pos = state.get('pos_embed')
@@ -158,17 +158,6 @@ class TimmSegBackbone(BaseModule):
             # DeiT III releases name LayerScale 'gamma_1'; timm converts them (and resamples pos_embed) here.
             return filter_fn(state, model, adapt_layer_scale=any('gamma_' in k for k in state))
         return filter_fn(state, model)
-
-    @property
-    def out_channels(self) -> List[int]:
-        """Channels of the returned maps."""
-        with torch.no_grad():
-            training = self.training
-            self.eval()
-            size = 64 if not self.is_plain else self.model.patch_embed.patch_size[0] * 4
-            feats = self.forward(torch.zeros(1, 3, size, size))
-            self.train(training)
-        return [f.shape[1] for f in feats]
 
 
 __all__ = ['TimmSegBackbone', 'plain_out_indices']
