@@ -15,7 +15,7 @@ $(PY):
 # then this package with the rest of the stack.
 $(STAMP): $(PY) pyproject.toml constraints.txt tools/install_mmcv.sh
 	$(PIP) torch torchvision
-	bash tools/install_mmcv.sh $(PY)
+	PIP_CONSTRAINT=constraints.txt bash tools/install_mmcv.sh $(PY)
 	$(PIP) --no-build-isolation --editable ".[test]"
 	touch $(STAMP)
 

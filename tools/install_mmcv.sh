@@ -47,5 +47,5 @@ if [ -z "$wheel" ]; then
     wheel=$(ls "$wheelhouse"/mmcv-"$MMCV_VERSION"-*.whl | head -n 1)
 fi
 echo "Installing $wheel"
-"$PY" -m pip install -q --no-deps "$wheel"
+"$PY" -m pip install -q "$wheel"
 "$PY" -c "import mmcv, mmcv.ops; print('mmcv', mmcv.__version__, 'ops OK')"
