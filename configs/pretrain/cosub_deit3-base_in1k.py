@@ -1,25 +1,15 @@
-# cosub ViT-b (DeiT III), ImageNet-1k, 800 epochs at 192 (tested at 224 after DeiT III's fine-tuning step);
+# cosub ViT-B (DeiT III), ImageNet-1k, 800 epochs at 192 (tested at 224 after DeiT III's fine-tuning step);
 # published: 86.3 top-1 (DeiT III alone: 83.8 at 224). Drop-path 0.2, constant over depth as in the authors' code.
 _base_ = [
     '../_base_/models/cosub_classifier.py',
-    '../_base_/datasets/imagenet_3aug.py',
+    '../_base_/datasets/imagenet_3aug_192.py',
     '../_base_/schedules/lamb_800e.py',
     '../_base_/default_runtime.py',
 ]
-img_size = 192
 model = dict(
     arch='deit3_base_patch16_224',
     drop_path_rate=0.2,
     drop_path_schedule='constant',
-    model_kwargs=dict(img_size=img_size),
+    model_kwargs=dict(img_size=192),
 )
 optim_wrapper = dict(optimizer=dict(lr=3e-3))
-
-train_pipeline = _base_.train_pipeline
-train_pipeline[1].size = img_size
-test_pipeline = _base_.test_pipeline
-test_pipeline[1].size = img_size
-test_pipeline[2].crop_size = img_size
-train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-test_dataloader = val_dataloader

@@ -1,7 +1,7 @@
 # The embedded default of the transfer stage: UperNet on the tiny DeiT III-style ViT pretrained with cosub on the
 # digits (configs/pretrain/cosub_deit3-tiny_digits.py), fine-tuned on digit_scenes (`python tools/prepare_data.py
 # digits`): 128x128 scenes, 11 classes (background + 10 digits), ADE20k's layout and label convention.
-_base_ = ['../_base_/models/upernet_timm.py', '../_base_/seg_runtime.py']
+_base_ = ['../_base_/models/upernet_vit_mln.py', '../_base_/seg_runtime.py']
 
 crop_size = (64, 64)
 num_classes = 11
@@ -9,15 +9,13 @@ embed_dim = 128
 model = dict(
     data_preprocessor=dict(size=crop_size),
     backbone=dict(
-        _delete_=True,
-        type='TimmSegBackbone',
         arch='deit3_small_patch16_224',
         img_size=crop_size,
         drop_path_rate=0.1,
         model_kwargs=dict(patch_size=8, embed_dim=embed_dim, depth=6, num_heads=4),
         init_cfg=dict(type='Pretrained', checkpoint='work_dirs/cosub_deit3-tiny_digits/epoch_25.pth'),
     ),
-    neck=dict(type='MultiLevelNeck', in_channels=[embed_dim] * 4, out_channels=embed_dim, scales=[4, 2, 1, 0.5]),
+    neck=dict(in_channels=[embed_dim] * 4, out_channels=embed_dim),
     decode_head=dict(in_channels=[embed_dim] * 4, channels=64, num_classes=num_classes),
     auxiliary_head=dict(in_channels=embed_dim, channels=32, num_classes=num_classes),
     test_cfg=dict(_delete_=True, mode='whole'),

@@ -1,24 +1,14 @@
-# cosub RegNetY-16GF + UperNet, ADE20k (150 classes), 512x512 crops, 160k iterations, batch 16.
-# Backbone: the output of configs/pretrain/cosub_regnety-16gf_in1k.py. No published UperNet number to compare with.
+# cosub RegNetY-16GF + UperNet, ADE20k, 512x512, 160k iterations, batch 16 (8 GPUs x 2).
+# Backbone: the output of configs/pretrain/cosub_regnety-16gf_in1k.py. No published UperNet number.
 _base_ = [
     '../_base_/models/upernet_timm.py',
-    'mmseg::_base_/datasets/ade20k.py',
+    '../_base_/datasets/ade20k_8x2.py',
     '../_base_/schedules/seg_adamw_160k.py',
     '../_base_/seg_runtime.py',
 ]
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='TimmSegBackbone',
-        arch='regnety_160',
-        drop_path_rate=0.2,
-        init_cfg=dict(type='Pretrained', checkpoint='work_dirs/cosub_regnety-16gf_in1k/epoch_800.pth'),
-    ),
+    backbone=dict(arch='regnety_160', drop_path_rate=0.2,
+                  init_cfg=dict(type='Pretrained', checkpoint='work_dirs/cosub_regnety-16gf_in1k/epoch_800.pth')),
     decode_head=dict(in_channels=[224, 448, 1232, 3024]),
     auxiliary_head=dict(in_channels=1232),
 )
-train_dataloader = dict(batch_size=2)  # x 8 GPUs
-val_dataloader = dict(batch_size=1)
-test_dataloader = val_dataloader
-val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
-test_evaluator = val_evaluator
