@@ -1,18 +1,6 @@
 #!/usr/bin/env bash
-# Distributed pretraining with torchrun: one process per GPU (or per CPU worker on a machine without GPUs, gloo).
+# Distributed pretraining with torchrun (multi-node variables: see tools/dist_launch.sh).
 #   bash tools/dist_pretrain.sh CONFIG NPROC [tools/pretrain.py options...]
-# PYTHON picks the interpreter (default: python). Multi-node: run it on every node with the same MASTER_ADDR / PORT, NNODES and each node's NODE_RANK, e.g.
-#   NNODES=4 NODE_RANK=0 MASTER_ADDR=10.0.0.1 PORT=29500 bash tools/dist_pretrain.sh CONFIG 8
 set -euo pipefail
-CONFIG=${1:?usage: tools/dist_pretrain.sh CONFIG NPROC [options]}
-NPROC=${2:?usage: tools/dist_pretrain.sh CONFIG NPROC [options]}
-shift 2
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
-cd "$(dirname "$0")/.."
-exec "${PYTHON:-python}" -m torch.distributed.run \
-    --nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" --master_port="$PORT" \
-    --nproc_per_node="$NPROC" \
-    tools/pretrain.py "$CONFIG" --launcher pytorch "$@"
+[ $# -ge 2 ] || { echo "usage: tools/dist_pretrain.sh CONFIG NPROC [options]" >&2; exit 2; }
+exec bash "$(dirname "$0")/dist_launch.sh" "$2" tools/pretrain.py "$1" "${@:3}"

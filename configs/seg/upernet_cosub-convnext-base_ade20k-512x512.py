@@ -1,5 +1,6 @@
 # cosub ConvNeXt-B + UperNet, ADE20k, 512x512, 160k iterations, batch 16 (8 GPUs x 2).
-# Backbone: the output of configs/pretrain/cosub_convnext-base_in1k.py. Reference: mmseg's ConvNeXt-B, 48.71 / 49.54 mIoU.
+# Backbone: the output of configs/pretrain/cosub_convnext-base_in1k.py.
+# Reference: mmseg's ConvNeXt-B, 48.71 / 49.54 mIoU (single / multi-scale + flip).
 _base_ = [
     '../_base_/models/upernet_timm.py',
     '../_base_/datasets/ade20k_8x2.py',
