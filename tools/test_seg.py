@@ -59,9 +59,9 @@ def main(argv=None):
     setup_distributed(cfg, args.launcher)
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     metrics = runner.test()
-    teardown_distributed()
     if runner.rank == 0:
         print('  '.join(f'{key}: {metrics[key]:.2f}' for key in ('aAcc', 'mIoU', 'mAcc') if key in metrics))
+    teardown_distributed()  # a distributed run exits here
     return metrics
 
 

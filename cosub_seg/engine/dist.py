@@ -4,8 +4,10 @@ MMEngine's ``init_dist`` calls ``torch.cuda.set_device`` and fails on a CPU-only
 gloo process group ourselves before the Runner is built (the Runner then keeps it) and ask for a DDP wrapper without
 device ids; with CUDA nothing changes and MMEngine starts NCCL as usual.
 """
+import logging
 import os
 import subprocess
+import sys
 
 import torch
 import torch.distributed as dist
@@ -40,8 +42,18 @@ def setup_distributed(cfg: Config, launcher: str) -> None:
 
 
 def teardown_distributed() -> None:
-    """Waits for every rank, then destroys the process group: a gloo group left alive at interpreter exit, or torn
-    down while another rank still talks to rank 0's store, aborts the process (SIGABRT)."""
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+    """Ends a distributed run: every rank waits for the others, destroys the process group and leaves at once.
+
+    With gloo on CPUs, letting the interpreter finalise after that sometimes aborted a rank ("terminate called
+    without an active exception", SIGABRT from a C++ thread torn down at exit once rank 0's store was gone), which
+    torchrun reports as a failed job although training had finished. So, after flushing logs and output, a
+    distributed run exits with ``os._exit(0)``. A run without a process group returns normally.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    dist.barrier()
+    dist.destroy_process_group()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
