@@ -1,7 +1,11 @@
 # The embedded default of the transfer stage: UperNet on the tiny DeiT III-style ViT pretrained with cosub on the
 # digits (configs/pretrain/cosub_deit3-tiny_digits.py), fine-tuned on digit_scenes (`python tools/prepare_data.py
 # digits`): 128x128 scenes, 11 classes (background + 10 digits), ADE20k's layout and label convention.
-_base_ = ['../_base_/models/upernet_vit_mln.py', '../_base_/seg_runtime.py']
+_base_ = [
+    '../_base_/models/upernet_vit_mln.py',
+    '../_base_/schedules/seg_adamw_160k.py',
+    '../_base_/seg_runtime.py',
+]
 
 crop_size = (64, 64)
 num_classes = 11
@@ -65,26 +69,13 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='PerClassIoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
 
+# The shared schedule (AdamW, layer decay 0.9), shortened to the demo budget.
 max_iters = 2000
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.05),
-    constructor='LayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(layer_decay_rate=0.9),
-)
+optim_wrapper = dict(optimizer=dict(lr=1e-3))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=50),
     dict(type='PolyLR', eta_min=0.0, power=1.0, begin=50, end=max_iters, by_epoch=False),
 ]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
-default_hooks = dict(
-    timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
-    param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters, max_keep_ckpts=1),
-    sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='SegVisualizationHook'),
-)
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
+default_hooks = dict(checkpoint=dict(interval=max_iters, max_keep_ckpts=1))
 env_cfg = dict(cudnn_benchmark=False)
