@@ -141,8 +141,11 @@ class StochasticDepth(nn.Module):
             return shortcut + out * self._row_scale(mask, indices, scale, out)
         if indices is None:
             indices = mask.nonzero().squeeze(1)
-        if indices.numel() == 0:
+        kept = indices.numel()
+        if kept == 0:
             return shortcut + _zero_touch(anchor).to(shortcut)
+        if kept == inputs.shape[0]:  # nothing dropped this step: no gather or scatter needed
+            return shortcut + branch(inputs) * scale
         out = branch(inputs.index_select(0, indices))
         return shortcut.index_add(0, indices, out.to(shortcut.dtype), alpha=scale)
 

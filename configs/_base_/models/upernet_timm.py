@@ -43,5 +43,6 @@ model = dict(
         loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=0.4),
     ),
     train_cfg=dict(),
-    test_cfg=dict(mode='slide', crop_size=(512, 512), stride=(341, 341)),
+    # crop_batch_size: windows per forward, chosen by timing the first images (CosubEncoderDecoder); 1 = mmseg's
+    test_cfg=dict(mode='slide', crop_size=(512, 512), stride=(341, 341), crop_batch_size='auto'),
 )
