@@ -23,9 +23,14 @@ def sync(device: torch.device) -> None:
 
 
 def time_round_robin(fns: Dict[str, Callable[[], None]], repeats: int, warmup: int = 1,
-                     device: torch.device = torch.device('cpu')) -> Dict[str, float]:
+                     device: torch.device = torch.device('cpu'), clock: str = 'wall') -> Dict[str, float]:
     """Median seconds per call of each function, calling them in turn (a, b, c, a, b, c, ...) so that a change in
-    machine load hits every variant alike."""
+    machine load hits every variant alike.
+
+    ``clock='cpu'`` measures this process's CPU time instead of wall time: with one thread
+    (``torch.set_num_threads(1)``) it hardly depends on what else the machine runs, which makes ratios on a busy
+    shared machine trustworthy (wall time is the default and what a user sees)."""
+    now = time.perf_counter if clock == 'wall' else time.process_time
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -34,11 +39,24 @@ def time_round_robin(fns: Dict[str, Callable[[], None]], repeats: int, warmup: i
     for _ in range(repeats):
         for name, fn in fns.items():
             sync(device)
-            start = time.perf_counter()
+            start = now()
             fn()
             sync(device)
-            times[name].append(time.perf_counter() - start)
+            times[name].append(now() - start)
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+def add_timing_args(parser) -> None:
+    parser.add_argument('--threads', type=int, default=None, help='torch threads (default: all cores)')
+    parser.add_argument('--clock', choices=['wall', 'cpu'], default='wall',
+                        help="'cpu': process CPU time, robust on a busy machine with --threads 1")
+
+
+def apply_timing_args(args) -> str:
+    """Sets the thread count; returns a description of the timing for the table and the JSON."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return f'{args.clock} clock, {torch.get_num_threads()} thread(s)'
 
 
 def rss_bytes() -> int:

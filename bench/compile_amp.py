@@ -28,7 +28,7 @@ from mmseg.structures import SegDataSample
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from bench.common import device_name, print_table, time_round_robin, write_json  # noqa: E402
+from bench.common import add_timing_args, apply_timing_args, device_name, print_table, time_round_robin, write_json  # noqa: E402
 from cosub_seg.engine.optimizers import AutocastOptimWrapper  # noqa: E402
 from cosub_seg.registry import MODELS  # noqa: E402
 
@@ -78,7 +78,9 @@ def main(argv=None):
     parser.add_argument('--repeats', type=int, default=10)
     parser.add_argument('--no-compile', action='store_true', help='eager variants only')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    add_timing_args(parser)
     args = parser.parse_args(argv)
+    timing = apply_timing_args(args)
     device = torch.device(args.device)
     rows = []
     for stage in args.stages:
@@ -100,15 +102,15 @@ def main(argv=None):
                 fn(data, optim)
                 compile_s[name] = time.perf_counter() - start
             steps[name] = (lambda fn=fn, optim=optim: fn(data, optim))
-        times = time_round_robin(steps, repeats=args.repeats, warmup=1, device=device)
+        times = time_round_robin(steps, repeats=args.repeats, warmup=1, device=device, clock=args.clock)
         eager = times['eager fp32']
         for name, seconds in times.items():
             rows.append(dict(stage=stage, variant=name, step_ms=round(seconds * 1e3, 2),
                              speedup_vs_eager_fp32=round(eager / seconds, 3),
                              compile_s=round(compile_s.get(name, 0.0), 1)))
     print_table(rows, ['stage', 'variant', 'step_ms', 'speedup_vs_eager_fp32', 'compile_s'],
-                f'training step of the embedded default, {device_name(device)}')
-    write_json('compile_amp', rows, dict(device=device_name(device), repeats=args.repeats))
+                f'training step of the embedded default, {device_name(device)}, {timing}')
+    write_json('compile_amp', rows, dict(device=device_name(device), timing=timing, repeats=args.repeats))
 
 
 if __name__ == '__main__':

@@ -36,7 +36,7 @@ from timm.optim import Lamb
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from bench.common import device_name, peak_rss_bytes, print_table, rss_bytes, time_round_robin, write_json  # noqa
+from bench.common import add_timing_args, apply_timing_args, device_name, peak_rss_bytes, print_table, rss_bytes, time_round_robin, write_json  # noqa
 from cosub_seg.cosub import cosub_loss  # noqa: E402
 from cosub_seg.models.drop_path import configure_stochastic_depth, stochastic_depth_slots  # noqa: E402
 
@@ -107,7 +107,8 @@ def measure_memory(model_name, rate, variant, batch, device, amp) -> int:
 def memory_in_subprocess(args, model_name, rate, variant) -> int:
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536', MALLOC_TRIM_THRESHOLD_='65536')
     cmd = [sys.executable, osp.abspath(__file__), '--memory-probe', model_name, str(rate), variant,
-           '--device', args.device] + (['--amp'] if args.amp else [])
+           '--device', args.device] + (['--amp'] if args.amp else []) + \
+        (['--threads', str(args.threads)] if args.threads else [])
     batch = args.batch[args.models.index(model_name)]
     out = subprocess.run(cmd + ['--batch', str(batch)], env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])['peak_bytes']
@@ -125,7 +126,9 @@ def main(argv=None):
     parser.add_argument('--amp', action='store_true', help='bf16 autocast')
     parser.add_argument('--no-memory', action='store_true', help='skip the peak-memory probes')
     parser.add_argument('--memory-probe', nargs=3, metavar=('MODEL', 'RATE', 'VARIANT'), help=argparse.SUPPRESS)
+    add_timing_args(parser)
     args = parser.parse_args(argv)
+    timing = apply_timing_args(args)
     device = torch.device(args.device)
     if args.batch is None:
         args.batch = ([8, 4] if device.type == 'cpu' else [64, 32])[:len(args.models)]
@@ -141,7 +144,7 @@ def main(argv=None):
     for model_name, batch in zip(args.models, args.batch):
         for rate in args.rates:
             steps = {v: make_step(build(model_name, rate, v, device), v, batch, device, args.amp) for v in VARIANTS}
-            times = time_round_robin(steps, repeats=args.repeats, warmup=1, device=device)
+            times = time_round_robin(steps, repeats=args.repeats, warmup=1, device=device, clock=args.clock)
             del steps
             gc.collect()
             row = dict(model=model_name, drop_rate=rate, batch=batch,
@@ -160,7 +163,7 @@ def main(argv=None):
     if not args.no_memory:
         columns += ['reference_peak_mb', 'ours_peak_mb', 'memory_ratio_vs_reference']
     print_table(rows, columns, f'cosub training step (forward + backward + LAMB), {device_name(device)}'
-                f'{", bf16 autocast" if args.amp else ", fp32"}; batch = images before doubling')
+                f'{", bf16 autocast" if args.amp else ", fp32"}, {timing}; batch = images before doubling')
     targets = []
     for row in rows:
         p = row['drop_rate']
@@ -175,7 +178,7 @@ def main(argv=None):
         for text, ok in checks:
             targets.append(f"{'met ' if ok else 'MISS'}  {row['model']} p={p}: {text}")
     print('\n'.join(['', 'targets of issue 4:'] + targets))
-    write_json('cosub_step', rows, dict(device=device_name(device), amp='bf16' if args.amp else 'fp32',
+    write_json('cosub_step', rows, dict(device=device_name(device), timing=timing, amp='bf16' if args.amp else 'fp32',
                                         repeats=args.repeats))
 
 

@@ -24,7 +24,7 @@ from mmseg.registry import MODELS
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import cosub_seg  # noqa: E402,F401  (registers the modules)
-from bench.common import device_name, print_table, time_round_robin, write_json  # noqa: E402
+from bench.common import add_timing_args, apply_timing_args, device_name, print_table, time_round_robin, write_json  # noqa: E402
 from cosub_seg.models.slide import ChunkTuner, slide_windows  # noqa: E402
 
 
@@ -54,7 +54,9 @@ def main(argv=None):
     parser.add_argument('--channels', type=int, default=512, help="UPerHead channels (mmseg's recipe: 512)")
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--amp', action='store_true', help='bf16 autocast')
+    add_timing_args(parser)
     args = parser.parse_args(argv)
+    timing = apply_timing_args(args)
     device = torch.device(args.device)
     trials = args.trials or (1 if device.type == 'cpu' else 2)
     torch.manual_seed(0)
@@ -81,7 +83,7 @@ def main(argv=None):
                 return call
             times = time_round_robin({'mmseg': run('mmseg', EncoderDecoder.slide_inference),
                                       'batched': run('batched', type(model).slide_inference)},
-                                     repeats=args.repeats, warmup=0, device=device)
+                                     repeats=args.repeats, warmup=0, device=device, clock=args.clock)
         diff = (outputs['batched'].float() - outputs['mmseg'].float()).abs().max().item()
         rows.append(dict(size=size, device=device.type, windows=windows, chunk=model._chunk_tuner.choice,
                          mmseg_img_s=round(1 / times['mmseg'], 4), batched_img_s=round(1 / times['batched'], 4),
@@ -91,12 +93,12 @@ def main(argv=None):
     print_table(rows, ['size', 'windows', 'chunk', 'mmseg_img_s', 'batched_img_s', 'speedup_vs_mmseg', 'max_abs_diff',
                        'tuning_calls'],
                 f'slide inference, UperNet ({args.channels} ch) + ConvNeXt-T, 512x512 windows, stride 341, '
-                f'{device_name(device)}, {"bf16" if args.amp else "fp32"}')
+                f'{device_name(device)}, {"bf16" if args.amp else "fp32"}, {timing}')
     floor, tol = (0.97, 1e-4) if device.type == 'cpu' else (1.3, 1e-4 if not args.amp else 5e-2)
     for row in rows:
         ok = row['speedup_vs_mmseg'] >= floor and row['max_abs_diff'] <= tol
         print(f"{'met ' if ok else 'MISS'}  {row['size']}: speedup >= {floor} and max abs diff <= {tol}")
-    write_json('slide_inference', rows, dict(device_name=device_name(device), channels=args.channels,
+    write_json('slide_inference', rows, dict(device_name=device_name(device), timing=timing, channels=args.channels,
                                              amp='bf16' if args.amp else 'fp32', repeats=args.repeats))
 
 

@@ -17,7 +17,7 @@ import timm
 import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from bench.common import device_name, print_table, time_round_robin, write_json  # noqa: E402
+from bench.common import add_timing_args, apply_timing_args, device_name, print_table, time_round_robin, write_json  # noqa: E402
 from cosub_seg.models.drop_path import configure_stochastic_depth  # noqa: E402
 
 RATES = (0.02, 0.05, 0.1, 0.2, 0.45)
@@ -36,7 +36,9 @@ def main(argv=None):
     parser.add_argument('--batch', type=int, default=64)
     parser.add_argument('--repeats', type=int, default=7)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    add_timing_args(parser)
     args = parser.parse_args(argv)
+    timing = apply_timing_args(args)
     device = torch.device(args.device)
     rows = []
     for name, model, pick, shape in blocks():
@@ -52,14 +54,14 @@ def main(argv=None):
                     inp = x.detach().requires_grad_()
                     block(inp).square().mean().backward()
                 variants[compute] = step
-            times = time_round_robin(variants, repeats=args.repeats, warmup=1, device=device)
+            times = time_round_robin(variants, repeats=args.repeats, warmup=1, device=device, clock=args.clock)
             kept = max(1, int(args.batch * (1 - rate) + 0.5))
             rows.append(dict(block=name, drop_rate=rate, dropped_fraction=round(1 - kept / args.batch, 4),
                              mask_ms=times['mask'] * 1e3, skip_ms=times['skip'] * 1e3,
                              skip_vs_mask=times['skip'] / times['mask']))
     print_table(rows, ['block', 'drop_rate', 'dropped_fraction', 'mask_ms', 'skip_ms', 'skip_vs_mask'],
-                f'forward + backward of one block, batch {args.batch}, {device_name(device)} (skip_vs_mask < 1: '
-                'skipping is faster)')
+                f'forward + backward of one block, batch {args.batch}, {device_name(device)}, {timing} '
+                '(skip_vs_mask < 1: skipping is faster)')
     summary = {}
     for name in dict.fromkeys(r['block'] for r in rows):
         own = [r for r in rows if r['block'] == name]
@@ -72,7 +74,7 @@ def main(argv=None):
                 even = round(a['drop_rate'] + t * (b['drop_rate'] - a['drop_rate']), 3)
         summary[name] = even if even is not None else f"> {own[-1]['drop_rate']}"
         print(f'break-even drop rate, {name}: {summary[name]}')
-    write_json('stochastic_depth_breakeven', rows, dict(device=device_name(device), batch=args.batch,
+    write_json('stochastic_depth_breakeven', rows, dict(device=device_name(device), timing=timing, batch=args.batch,
                                                          sampling='fixed', break_even=summary))
 
 

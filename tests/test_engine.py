@@ -93,7 +93,8 @@ def test_command_line_switches_compile_and_bf16_for_both_stages():
     import argparse
 
     from cosub_seg.engine.launch import add_train_args, config_from_args
-    for config in ('configs/pretrain/cosub_deit3-tiny_digits.py', 'configs/seg/upernet_cosub-deit3-tiny_digitscenes.py'):
+    for config in ('configs/pretrain/cosub_deit3-tiny_digits.py',
+                   'configs/seg/upernet_cosub-deit3-tiny_digitscenes.py'):
         args = add_train_args(argparse.ArgumentParser()).parse_args([config, '--compile', '--amp'])
         cfg = config_from_args(args)
         assert cfg.compile is True

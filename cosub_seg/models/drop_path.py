@@ -13,7 +13,7 @@ keep timm's forward, in which the slot masks as timm's ``DropPath`` does.
 | Swin | ``swin_transformer.SwinTransformerBlock`` | window attention, MLP |
 | ConvNeXt | ``convnext.ConvNeXtBlock`` | depthwise conv + norm + MLP (+ gamma) |
 | RegNet | ``regnet.Bottleneck`` | conv1, conv2, SE, conv3 (BatchNorm: statistics of kept rows only) |
-| XCiT | ``xcit.XCABlock``, ``xcit.ClassAttentionBlock`` | XCA, local patch interaction (BatchNorm), MLP; class attention |
+| XCiT | ``xcit.XCABlock``, ``xcit.ClassAttentionBlock`` | XCA, patch interaction (BatchNorm), MLP; class attn |
 
 The sub-classes' forwards are tested against timm's own forward (same outputs in eval mode and, for the same kept
 rows, in training), which also catches a timm release that changes a block.
