@@ -73,7 +73,7 @@ def peak_rss_bytes() -> int:
 def device_name(device: torch.device) -> str:
     if device.type == 'cuda':
         return torch.cuda.get_device_name(device)
-    return f'{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads'
+    return f'{platform.processor() or platform.machine()} CPU ({os.cpu_count()} cores)'
 
 
 def print_table(rows: List[dict], columns: Sequence[str], title: str) -> None:
