@@ -82,20 +82,30 @@ class CheckedDataset:
         self.max_failures_in_a_row = max_failures_in_a_row
         if isinstance(dataset, dict):
             _check_folders(dataset)
-            dataset = DATASETS.build(dataset)
+            # Lazily, so that an empty dataset reaches the check below: MMEngine's full_init fails on one with
+            # "need at least one array to concatenate".
+            dataset = DATASETS.build(dict(dataset, lazy_init=True))
         self.dataset = dataset
         if hasattr(dataset, 'full_init'):
-            dataset.full_init()
-        self._check_contents(check_files)
+            try:
+                dataset.full_init()
+            except ValueError:
+                if hasattr(dataset, 'load_data_list') and not dataset.load_data_list():
+                    self._raise_empty()
+                raise
+        if len(dataset) == 0:
+            self._raise_empty()
+        self._check_files(check_files)
 
-    def _check_contents(self, check_files: bool) -> None:
+    def _raise_empty(self):
+        root = getattr(self.dataset, 'data_root', None)
+        prefix = getattr(self.dataset, 'data_prefix', None)
+        raise ValueError(f'{type(self.dataset).__name__} (data_root={root}, data_prefix={prefix}) holds no samples: '
+                         'its folders are empty or their files do not have the names and suffixes it reads (e.g. '
+                         'img_suffix, seg_map_suffix); see data/README.md for the layouts') from None
+
+    def _check_files(self, check_files: bool) -> None:
         name = type(self.dataset).__name__
-        if len(self.dataset) == 0:
-            root = getattr(self.dataset, 'data_root', None)
-            prefix = getattr(self.dataset, 'data_prefix', None)
-            raise ValueError(f'{name} (data_root={root}, data_prefix={prefix}) holds no samples: its folders are empty '
-                             'or their files do not have the names and suffixes it reads (e.g. img_suffix, '
-                             'seg_map_suffix); see data/README.md for the layouts')
         if not check_files or not hasattr(self.dataset, 'get_data_info'):
             return
         missing = []

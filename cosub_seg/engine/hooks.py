@@ -134,12 +134,12 @@ class NonFiniteLossHook(Hook):
             return
         terms = ', '.join(f'{k}={v:.6g}' for k, v in zip(keys, values) if 'loss' in k)
         last = runner.message_hub.get_info('last_ckpt', None)
-        where = f'the newest checkpoint, {last},' if last else 'no checkpoint has been written yet; the run'
-        raise FloatingPointError(
-            f'non-finite loss at iteration {step} (epoch {runner.epoch + 1}): {terms}. Training stops before this '
-            f'step reaches a checkpoint: {where} holds weights from before the fault. Resume from it (--resume) '
-            'with a lower learning rate or gradient clipping (optim_wrapper.clip_grad), or look for a bad input in '
-            'this step.')
+        where = (f'the newest checkpoint, {last}, holds weights from before the fault; resume from it (--resume)'
+                 if last else 'no checkpoint has been written yet; start again') + \
+            ' with a lower learning rate or gradient clipping (optim_wrapper.clip_grad), or look for a bad input in ' \
+            'this step'
+        raise FloatingPointError(f'non-finite loss at iteration {step} (epoch {runner.epoch + 1}): {terms}. Training '
+                                 f'stops before this step reaches a checkpoint: {where}.')
 
 
 @HOOKS.register_module()
@@ -154,8 +154,8 @@ class SkippedSampleLogHook(Hook):
         reports = []
         for sample in samples or []:
             reports += getattr(sample, 'metainfo', {}).get(SKIPPED_SAMPLES_KEY, [])
-        for report in reports:
-            runner.logger.warning(f'skipped bad training sample {report}')
+        for report in reports:  # the iteration also keeps MMEngine's logger from dropping a repeated warning
+            runner.logger.warning(f'iteration {runner.iter + 1}: skipped bad training sample {report}')
         count = torch.tensor([len(reports)], dtype=torch.int64)
         all_reduce(count)
         if count.item():
@@ -192,7 +192,7 @@ class CheckpointFitHook(Hook):
                 mismatched.append((name, tuple(value.shape), tuple(own[name].shape)))
         if not mismatched:
             return
-        source = runner.cfg.get('load_from') or 'the checkpoint being resumed'
+        source = runner.cfg.get('load_from') or 'the checkpoint being loaded'
         lines = '; '.join(f'{name}: {a} in the checkpoint, {b} in the model' for name, a, b in mismatched[:6])
         message = f'{source} does not fit the model built from the config ({lines}).'
         if all(a[1:] == b[1:] for _, a, b in mismatched):
