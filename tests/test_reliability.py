@@ -272,7 +272,7 @@ def test_a_missing_annotation_is_named_before_training(scenes):
     missing = osp.join(scenes, 'annotations', 'training', 'digitscene_tra_00001.png')
     os.remove(missing)
     with pytest.raises(FileNotFoundError,
-                       match=re.escape(f'1 files that DigitScenesDataset lists do not exist, e.g. {missing}:')):
+                       match=re.escape(f'1 file(s) that DigitScenesDataset lists do not exist, e.g. {missing}:')):
         scene_dataset(scenes)
 
 

@@ -114,7 +114,7 @@ class CheckedDataset:
             missing += [info[key] for key in FILE_KEYS if isinstance(info.get(key), str) and not osp.isfile(info[key])]
         if missing:
             raise FileNotFoundError(
-                f'{len(missing)} files that {name} lists do not exist, e.g. {", ".join(missing[:3])}: every image '
+                f'{len(missing)} file(s) that {name} lists do not exist, e.g. {", ".join(missing[:3])}: every image '
                 'needs its file and, for segmentation, an annotation of the same name in the annotation folder. '
                 'Restore them or remove the images without annotations.')
 
