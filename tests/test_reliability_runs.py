@@ -215,6 +215,7 @@ def test_two_processes_follow_one_process_and_survive_a_killed_worker(digits_roo
     proc = run(['bash', 'tools/dist_pretrain.sh', killed, '2', '--work-dir', work_dir, '--cfg-options', *common],
                timeout=300, env=dict(dist_env, PORT='29532'))
     assert proc.returncode != 0
+    assert 'Signal 9 (SIGKILL) received by PID' in proc.stderr  # torchrun's root cause: the killed worker
     assert 'epoch_1.pth' in os.listdir(work_dir) and 'epoch_2.pth' not in os.listdir(work_dir)
     proc = run_tool(['bash', 'tools/dist_pretrain.sh', config, '2', '--work-dir', work_dir, '--resume',
                      '--cfg-options', *common], env=dict(dist_env, PORT='29533'))
