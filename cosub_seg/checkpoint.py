@@ -7,6 +7,12 @@ from the logs, so MMEngine's resume (and mmseg's own tools/test.py) fail with "U
 :data:`TRAINING_STATE_GLOBALS`, to torch's allow-list: each of them only rebuilds data, so a file still cannot run
 code. Nothing here turns ``weights_only`` off or sets ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``.
 
+MMEngine reads local checkpoints (``load_from``, ``resume``, ``init_cfg=dict(type='Pretrained')``, mmseg's
+tools) with ``torch.load`` and no ``weights_only`` argument, so the environment variable
+``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` would turn unpickling of arbitrary code back on there. Importing ``cosub_seg``
+registers :func:`load_from_local_weights_only` as MMEngine's loader for local paths: it passes ``weights_only=True``
+explicitly (which the variable cannot override), reads ``.safetensors`` too, and names the file it refuses.
+
 MMEngine pickles a ``HistoryBuffer`` with its whole ``__dict__``, which after training holds bound statistics methods
 (``getattr(HistoryBuffer, 'min')``); allowing ``getattr`` would let a file reach any attribute of an allowed class.
 We register (``copyreg``, the standard way to define how a third-party class pickles) a reduction to its data alone:
@@ -20,6 +26,7 @@ from typing import Dict
 import numpy as np
 import torch
 from mmengine.logging.history_buffer import HistoryBuffer
+from mmengine.runner.checkpoint import CheckpointLoader
 
 
 def _numpy_globals() -> list:
@@ -43,7 +50,7 @@ TRAINING_STATE_GLOBALS = [HistoryBuffer, *_numpy_globals()]
 torch.serialization.add_safe_globals(TRAINING_STATE_GLOBALS)
 
 
-def load_checkpoint_file(path: str) -> dict:
+def load_checkpoint_file(path: str, map_location='cpu') -> dict:
     """Reads a checkpoint without executing code: ``.safetensors`` through safetensors, anything else through
     ``torch.load(weights_only=True)``, which also admits :data:`TRAINING_STATE_GLOBALS` (so checkpoints written by
     ``tools/pretrain.py`` load). A file that needs any other class is refused with the class named."""
@@ -51,9 +58,9 @@ def load_checkpoint_file(path: str) -> dict:
         raise FileNotFoundError(f'checkpoint {path} does not exist')
     if path.endswith('.safetensors'):
         from safetensors.torch import load_file
-        return load_file(path, device='cpu')
+        return load_file(path, device=map_location if isinstance(map_location, str) else 'cpu')
     try:
-        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         reason = next((line.strip() for line in str(err).splitlines() if 'Unsupported global' in line),
                       str(err).splitlines()[0])
@@ -63,6 +70,14 @@ def load_checkpoint_file(path: str) -> dict:
     if not isinstance(checkpoint, dict):
         raise TypeError(f'{path} holds a {type(checkpoint).__name__}, not a state dict or a checkpoint dict')
     return checkpoint
+
+
+def load_from_local_weights_only(filename: str, map_location=None) -> dict:
+    """MMEngine's loader for local paths (``CheckpointLoader`` scheme ''), through :func:`load_checkpoint_file`."""
+    return load_checkpoint_file(osp.expanduser(filename), map_location=map_location)
+
+
+CheckpointLoader.register_scheme(prefixes='', loader=load_from_local_weights_only, force=True)
 
 
 def extract_state_dict(checkpoint: dict, path: str = '') -> Dict[str, torch.Tensor]:

@@ -30,14 +30,15 @@ RECIPES = {
 
 def tiny_options(data_root, work_dir):
     return [
-        f'train_dataloader.dataset.data_root={data_root}', f'val_dataloader.dataset.data_root={data_root}',
+        f'train_dataloader.dataset.dataset.data_root={data_root}', f'val_dataloader.dataset.data_root={data_root}',
         f'test_dataloader.dataset.data_root={data_root}',
-        'train_dataloader.dataset.indices=2', 'val_dataloader.dataset.indices=2', 'test_dataloader.dataset.indices=2',
+        'train_dataloader.dataset.dataset.indices=2', 'val_dataloader.dataset.indices=2',
+        'test_dataloader.dataset.indices=2',
         'train_dataloader.batch_size=2', 'val_dataloader.batch_size=2',
         'train_dataloader.num_workers=0', 'val_dataloader.num_workers=0', 'test_dataloader.num_workers=0',
         'train_dataloader.persistent_workers=False', 'val_dataloader.persistent_workers=False',
         'test_dataloader.persistent_workers=False',
-        f'train_dataloader.dataset.pipeline.1.size={TINY}', f'val_dataloader.dataset.pipeline.1.size={TINY}',
+        f'train_dataloader.dataset.dataset.pipeline.1.size={TINY}', f'val_dataloader.dataset.pipeline.1.size={TINY}',
         f'val_dataloader.dataset.pipeline.2.crop_size={TINY}',
         'model.num_classes=10', 'model.data_preprocessor.num_classes=10',
         'train_cfg.max_epochs=1', 'train_cfg.val_interval=1', 'default_hooks.logger.interval=1',
@@ -81,8 +82,8 @@ def test_every_recipe_trains_one_iteration(recipe, digits_root, tmp_path, python
 
 def digits_options(digits_root, epochs, per_epoch_images=8):
     return [
-        f'train_dataloader.dataset.data_root={digits_root}', f'val_dataloader.dataset.data_root={digits_root}',
-        f'train_dataloader.dataset.indices={per_epoch_images}', 'val_dataloader.dataset.indices=8',
+        f'train_dataloader.dataset.dataset.data_root={digits_root}', f'val_dataloader.dataset.data_root={digits_root}',
+        f'train_dataloader.dataset.dataset.indices={per_epoch_images}', 'val_dataloader.dataset.indices=8',
         'train_dataloader.batch_size=4', 'val_dataloader.batch_size=4',
         'train_dataloader.num_workers=0', 'val_dataloader.num_workers=0',
         'train_dataloader.persistent_workers=False', 'val_dataloader.persistent_workers=False',

@@ -34,7 +34,7 @@ def scenes(tmp_path_factory):
 
 def seg_options(scenes, checkpoint, iters=4):
     return [
-        f'train_dataloader.dataset.data_root={scenes}', f'val_dataloader.dataset.data_root={scenes}',
+        f'train_dataloader.dataset.dataset.data_root={scenes}', f'val_dataloader.dataset.data_root={scenes}',
         f'test_dataloader.dataset.data_root={scenes}', f'model.backbone.init_cfg.checkpoint={checkpoint}',
         f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}', 'train_dataloader.batch_size=2',
         'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',

@@ -14,7 +14,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from cosub_seg.engine import setup_distributed, teardown_distributed
-from cosub_seg.engine.launch import use_bn_without_gpu
+from cosub_seg.engine.launch import merge_cfg_options, use_bn_without_gpu
 
 
 def parse_args(argv=None):
@@ -38,7 +38,7 @@ def main(argv=None):
             raise FileNotFoundError(f'{what} file {path} does not exist')
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+        merge_cfg_options(cfg, args.cfg_options, args.config)
     cfg.work_dir = args.work_dir or osp.join('work_dirs', osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
     if args.tta:

@@ -6,13 +6,21 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3, save_best='accuracy/top1', rule='greater'),
+    # MMEngine's CheckpointHook with atomic writes and deletions after the new checkpoint is complete.
+    checkpoint=dict(type='SafeCheckpointHook', interval=1, max_keep_ckpts=3, save_best='accuracy/top1',
+                    rule='greater'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
+    # Reliability (cosub_seg/engine/hooks.py): exact resume, stop on a non-finite loss, log skipped bad samples,
+    # refuse checkpoints that do not fit the model.
+    exact_resume=dict(type='ExactResumeHook'),
+    non_finite_loss=dict(type='NonFiniteLossHook'),
+    skipped_samples=dict(type='SkippedSampleLogHook'),
+    checkpoint_fit=dict(type='CheckpointFitHook'),
 )
 env_cfg = dict(
     cudnn_benchmark=True,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='nccl'),
+    dist_cfg=dict(backend='nccl', timeout=1800),  # seconds a collective waits for a dead process before failing
 )
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(type='Visualizer', vis_backends=vis_backends)

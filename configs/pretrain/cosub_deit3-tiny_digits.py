@@ -37,8 +37,10 @@ train_dataloader = dict(
     num_workers=2,
     persistent_workers=True,
     drop_last=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    dataset=dict(type='ImageFolderDataset', data_root=data_root, data_prefix='train', pipeline=train_pipeline),
+    sampler=dict(type='ReproducibleSampler', sampler=dict(type='DefaultSampler', shuffle=True)),
+    dataset=dict(type='CheckedDataset',
+                 dataset=dict(type='ImageFolderDataset', data_root=data_root, data_prefix='train',
+                              pipeline=train_pipeline)),
 )
 val_dataloader = dict(
     batch_size=120,

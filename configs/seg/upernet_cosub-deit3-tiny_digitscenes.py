@@ -30,6 +30,7 @@ data_root = 'data/digit_scenes'
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='CheckSegAnnotation', num_classes=num_classes),
     dict(type='RandomResize', scale=(128, 128), ratio_range=(0.8, 1.25), keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
     dict(type='PhotoMetricDistortion'),
@@ -38,6 +39,7 @@ train_pipeline = [
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='CheckSegAnnotation', num_classes=num_classes),
     dict(type='PackSegInputs'),
 ]
 # Multi-scale test (`tools/test_seg.py --tta`), without flips: a mirrored digit is another digit or none.
@@ -53,9 +55,10 @@ train_dataloader = dict(
     batch_size=8,
     num_workers=2,
     persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
-    dataset=dict(type=dataset_type, data_root=data_root, pipeline=train_pipeline,
-                 data_prefix=dict(img_path='images/training', seg_map_path='annotations/training')),
+    sampler=dict(type='ReproducibleSampler', sampler=dict(type='InfiniteSampler', shuffle=True)),
+    dataset=dict(type='CheckedDataset',
+                 dataset=dict(type=dataset_type, data_root=data_root, pipeline=train_pipeline,
+                              data_prefix=dict(img_path='images/training', seg_map_path='annotations/training'))),
 )
 val_dataloader = dict(
     batch_size=10,

@@ -1,3 +1,4 @@
+from .checked import BadSampleError, CheckedDataset, CheckSegAnnotation, Draw, ReproducibleSampler
 from .digit_scenes import SCENE_CLASSES, DigitScenesDataset, write_digit_scenes
 from .digits import DIGIT_CLASSES, write_digits
 from .folder import ImageFolderDataset
@@ -6,6 +7,7 @@ from .transforms import (ColorJitter, GaussianBlur, PackClsInputs, RandomCrop, R
                          ResizeShortSide, Solarize)
 
 __all__ = [
+    'BadSampleError', 'CheckedDataset', 'CheckSegAnnotation', 'Draw', 'ReproducibleSampler',
     'SCENE_CLASSES', 'DigitScenesDataset', 'write_digit_scenes', 'DIGIT_CLASSES', 'write_digits',
     'ImageFolderDataset', 'RepeatAugSampler', 'ColorJitter', 'GaussianBlur', 'PackClsInputs', 'RandomCrop',
     'RandomResizedCrop', 'ResizeShortSide', 'Solarize'

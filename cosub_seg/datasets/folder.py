@@ -63,7 +63,8 @@ class ImageFolderDataset(BaseDataset):
         classes = self._read_classes()
         data_list = self._from_ann_file(img_dir, classes) if self.ann_file else self._from_folders(img_dir, classes)
         if not data_list:
-            raise ValueError(f'no images with endings {self.extensions} found under {img_dir}')
+            raise ValueError(f'no images with endings {self.extensions} found under {img_dir}: put them in '
+                             f'{img_dir}/<class name>/ or list them in an ann_file (see data/README.md)')
         return data_list
 
     def _from_folders(self, img_dir: str, classes: Optional[List[str]]) -> List[dict]:

@@ -4,6 +4,7 @@ MMEngine's ``init_dist`` calls ``torch.cuda.set_device`` and fails on a CPU-only
 gloo process group ourselves before the Runner is built (the Runner then keeps it) and ask for a DDP wrapper without
 device ids; with CUDA nothing changes and MMEngine starts NCCL as usual.
 """
+import datetime
 import logging
 import os
 import subprocess
@@ -36,7 +37,11 @@ def setup_distributed(cfg: Config, launcher: str) -> None:
     if launcher == 'slurm':
         _slurm_env_to_torch_env()
     if not dist.is_initialized():
-        dist.init_process_group(backend='gloo')
+        # The same timeout MMEngine gives NCCL from env_cfg.dist_cfg.timeout (seconds): a collective waiting for a
+        # process that died fails after it instead of hanging.
+        timeout = cfg.get('env_cfg', {}).get('dist_cfg', {}).get('timeout')
+        kwargs = dict(timeout=datetime.timedelta(seconds=timeout)) if timeout else {}
+        dist.init_process_group(backend='gloo', **kwargs)
     cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False)
     cfg.sync_bn = None
 

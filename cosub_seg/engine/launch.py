@@ -1,11 +1,14 @@
 """What the training tools share: their command line and the config changes it asks for."""
 import argparse
+import difflib
 import os
 import os.path as osp
 
 import torch
 from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
 
+from .checkpointing import find_resumable_checkpoint
 from .dist import setup_distributed
 
 
@@ -60,6 +63,53 @@ def use_bn_without_gpu(cfg_node) -> None:
             use_bn_without_gpu(value)
 
 
+class UnknownConfigKeyError(KeyError):
+    """A ``--cfg-options`` key that the config does not have (printed without KeyError's quotes)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def _check_option_key(tree: dict, key: str, source: str) -> None:
+    parts = key.split('.')
+    node = tree
+    for depth, part in enumerate(parts):
+        where = '.'.join(parts[:depth]) or 'the top level'
+        if isinstance(node, (list, tuple)):
+            if not (part.isdigit() and int(part) < len(node)):
+                raise UnknownConfigKeyError(f'--cfg-options {key}: {where} in {source} is a list of {len(node)} '
+                                            f'items, and {part!r} is not an index of it')
+            node = node[int(part)]
+            continue
+        if not isinstance(node, dict):
+            raise UnknownConfigKeyError(f'--cfg-options {key}: {where} in {source} is a {type(node).__name__}, '
+                                        f'not a dict with a key {part!r}')
+        if part in node:
+            node = node[part]
+            continue
+        # A new last key inside an existing dict is allowed (e.g. a module argument the config leaves at its default,
+        # train_dataloader.dataset.indices): whatever takes that dict checks its keys when it is built.
+        if depth == len(parts) - 1 and depth > 0:
+            print_log(f'--cfg-options adds {key}, which {source} does not set', logger='current')
+            return
+        close = difflib.get_close_matches(part, [str(k) for k in node], n=3)
+        hint = f' Did you mean {" or ".join(repr(c) for c in close)}?' if close else ''
+        raise UnknownConfigKeyError(
+            f'--cfg-options {key}: {source} has no key {part!r} at {where}, so this option would change nothing.'
+            f'{hint} To add a new setting, write a config that inherits this one.')
+
+
+def merge_cfg_options(cfg: Config, options: dict, source: str) -> None:
+    """``cfg.merge_from_dict(options)``, refusing keys the config does not have: MMEngine would add them silently,
+    and nothing would read a misspelt top-level key (``max_epoch``) or anything under a misspelt dict
+    (``train_dataloder.batch_size``). A new last key inside an existing dict is accepted and logged: the module or
+    function that takes that dict rejects an argument it does not know when it is built."""
+    tree = cfg.to_dict()
+    for key in options:
+        _check_option_key(tree, key, source)
+    cfg.merge_from_dict(options)
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     """Loads the config and applies the command line to it."""
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -67,7 +117,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         raise FileNotFoundError(f'config file {args.config} does not exist')
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+        merge_cfg_options(cfg, args.cfg_options, args.config)
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         'work_dirs', osp.splitext(osp.basename(args.config))[0])
     if args.amp:
@@ -77,7 +127,11 @@ def config_from_args(args: argparse.Namespace) -> Config:
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
     if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
+        # The newest complete checkpoint, whatever last_checkpoint says; none: start from the beginning.
+        checkpoint = find_resumable_checkpoint(cfg.work_dir) if osp.isdir(cfg.work_dir) else None
+        if checkpoint is None:
+            print_log(f'--resume: no complete checkpoint in {cfg.work_dir}, training from the start', logger='current')
+        cfg.resume, cfg.load_from = checkpoint is not None, checkpoint
     elif args.resume:
         cfg.resume, cfg.load_from = True, args.resume
     use_bn_without_gpu(cfg.model)

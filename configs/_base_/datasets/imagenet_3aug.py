@@ -28,8 +28,11 @@ train_dataloader = dict(
     num_workers=10,
     persistent_workers=True,
     drop_last=True,
-    sampler=dict(type='RepeatAugSampler', shuffle=True, num_repeats=3),
-    dataset=dict(type=dataset_type, data_root=data_root, data_prefix='train', pipeline=train_pipeline),
+    # Each draw carries its own augmentation seed (exact resume); the set is checked before training, and a bad
+    # image stops training with its path (on_bad_sample='skip' skips and counts them instead).
+    sampler=dict(type='ReproducibleSampler', sampler=dict(type='RepeatAugSampler', shuffle=True, num_repeats=3)),
+    dataset=dict(type='CheckedDataset', on_bad_sample='raise',
+                 dataset=dict(type=dataset_type, data_root=data_root, data_prefix='train', pipeline=train_pipeline)),
 )
 val_dataloader = dict(
     batch_size=128,

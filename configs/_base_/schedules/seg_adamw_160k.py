@@ -17,8 +17,15 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=16000, max_keep_ckpts=3),
+    # MMEngine's CheckpointHook with atomic writes and deletions after the new checkpoint is complete.
+    checkpoint=dict(type='SafeCheckpointHook', by_epoch=False, interval=16000, max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='SegVisualizationHook'),
+    # Reliability (cosub_seg/engine/hooks.py): exact resume, stop on a non-finite loss, log skipped bad samples,
+    # refuse checkpoints that do not fit the model.
+    exact_resume=dict(type='ExactResumeHook'),
+    non_finite_loss=dict(type='NonFiniteLossHook'),
+    skipped_samples=dict(type='SkippedSampleLogHook'),
+    checkpoint_fit=dict(type='CheckpointFitHook'),
 )
 auto_scale_lr = dict(enable=False, base_batch_size=16)

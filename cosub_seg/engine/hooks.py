@@ -1,0 +1,204 @@
+"""Hooks that make training survive kills, numerical faults, bad data and wrong checkpoints.
+
+All are registered in MMEngine's root registry, so configs of either scope (``cosub_seg``, ``mmseg``) and mmseg's
+own tools build them from ``default_hooks``:
+
+* :class:`ExactResumeHook`: seeds every training step from ``(seed, step, rank)`` and puts the data sampler where the
+  checkpoint left it, so a resumed run ends with the same weights as one that was never interrupted;
+* :class:`NonFiniteLossHook`: stops at the first non-finite loss, before the step can reach a checkpoint; counts the
+  steps fp16 loss scaling skips; logs losses averaged over all processes;
+* :class:`SkippedSampleLogHook`: logs and counts the bad samples ``CheckedDataset(on_bad_sample='skip')`` skipped;
+* :class:`CheckpointFitHook`: refuses a checkpoint whose tensors do not fit the model (e.g. a head trained for
+  another number of classes), which MMEngine would load partly with only a warning.
+"""
+import math
+import re
+from typing import Optional, Sequence
+
+import torch
+from mmengine.dist import all_reduce, get_dist_info
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmengine.registry import HOOKS
+from mmengine.runner import IterBasedTrainLoop
+
+from .randomness import STEP_DOMAIN, derive_seed, seed_everything
+
+# Metainfo key under which CheckedDataset reports the samples it skipped, and the message-hub key of their count.
+SKIPPED_SAMPLES_KEY = 'skipped_bad_samples'
+
+
+def _train_sampler(dataloader):
+    batch_sampler = getattr(dataloader, 'batch_sampler', None)
+    return getattr(batch_sampler, 'sampler', None) or getattr(dataloader, 'sampler', None)
+
+
+@HOOKS.register_module()
+class ExactResumeHook(Hook):
+    """Makes a resumed run replay exactly what an uninterrupted run would have done.
+
+    * Before every training step it seeds the global generators from ``(seed, step, rank)``
+      (:func:`cosub_seg.engine.randomness.seed_everything`), so the step's randomness (stochastic depth, dropout,
+      mixup) depends on nothing that happened before it, a resume included.
+    * After a resume it tells a :class:`cosub_seg.datasets.ReproducibleSampler` where the checkpoint left off: in
+      an epoch-based loop the resumed epoch leaves out the batches already trained on (MMEngine would restart the
+      epoch from its first batch); in ``IterBasedTrainLoop``, which fetches and discards the batches already
+      trained on, those fetches become placeholders that load nothing. The position follows from the checkpoint's
+      ``meta.epoch`` and ``meta.iter`` and the loader's length, which a resume must not change anyway.
+
+    With another sampler the hook still seeds the steps and warns that the data after a resume may differ.
+    """
+
+    priority = 'HIGHEST'
+
+    def before_train(self, runner) -> None:
+        if runner.iter == 0:
+            return
+        loader = runner.train_dataloader
+        sampler = _train_sampler(loader)
+        if not hasattr(sampler, 'resume_within_epoch'):
+            runner.logger.warning(
+                f'the train sampler is a {type(sampler).__name__}, not a ReproducibleSampler: the data order and '
+                'augmentation after this resume may differ from an uninterrupted run')
+            return
+        batch_size = loader.batch_size or loader.batch_sampler.batch_size
+        if isinstance(runner.train_loop, IterBasedTrainLoop):
+            sampler.fast_forward(runner.iter * batch_size)
+            return
+        done = runner.iter - runner.epoch * len(loader)
+        if done > 0:
+            sampler.resume_within_epoch(done * batch_size)
+            runner.logger.info(f'resuming inside epoch {runner.epoch + 1}: its first {done} batches are left out')
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        rank, _ = get_dist_info()
+        seed_everything(derive_seed(STEP_DOMAIN, runner.seed, runner.iter, rank))
+
+
+@HOOKS.register_module()
+class NonFiniteLossHook(Hook):
+    """Stops training at the first non-finite loss, naming the iteration and every loss term.
+
+    It runs before every other hook of the step, so the step's weights (already updated with non-finite gradients)
+    never reach the EMA or a checkpoint: the newest checkpoint stays the last good one. With fp16 loss scaling
+    (``AmpOptimWrapper``, dynamic scale) a non-finite gradient is expected now and then: the scaler skips the step
+    and halves its scale; such steps are counted and logged, not fatal, unless ``max_skipped_in_a_row`` happen in a
+    row. The logged values (``loss``, its terms, accuracies) become their mean over all processes, i.e. the values of
+    the whole global batch, and a fault on any process stops all of them together.
+
+    Args:
+        max_skipped_in_a_row: consecutive steps skipped by loss scaling after which training stops.
+    """
+
+    priority = 'HIGHEST'
+
+    def __init__(self, max_skipped_in_a_row: int = 50):
+        self.max_skipped_in_a_row = max_skipped_in_a_row
+        self._scale_before: Optional[float] = None
+        self._skipped_in_a_row = 0
+
+    @staticmethod
+    def _loss_scaler(runner):
+        scaler = getattr(runner.optim_wrapper, 'loss_scaler', None)
+        return scaler if scaler is not None and scaler.is_enabled() else None
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        scaler = self._loss_scaler(runner)
+        self._scale_before = float(scaler.get_scale()) if scaler is not None else None
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs: Optional[dict] = None) -> None:
+        if not outputs:
+            return
+        keys = [k for k, v in outputs.items() if isinstance(v, torch.Tensor) and v.numel() == 1]
+        values = torch.stack([outputs[k].detach().float().reshape(()) for k in keys])
+        if get_dist_info()[1] > 1:
+            all_reduce(values, op='mean')
+            outputs.update({k: v for k, v in zip(keys, values)})
+        values = values.tolist()
+        step = runner.iter + 1
+        scaler = self._loss_scaler(runner)
+        if scaler is not None and self._scale_before is not None and scaler.get_scale() < self._scale_before:
+            self._skipped_in_a_row += 1
+            total = runner.message_hub.get_info('amp_skipped_steps', 0) + 1
+            runner.message_hub.update_info('amp_skipped_steps', total)
+            runner.logger.info(f'fp16 loss scaling skipped step {step} (non-finite gradients; scale '
+                               f'{self._scale_before:g} -> {scaler.get_scale():g}); {total} skipped so far')
+            if self._skipped_in_a_row >= self.max_skipped_in_a_row:
+                raise FloatingPointError(
+                    f'fp16 loss scaling skipped {self._skipped_in_a_row} steps in a row (up to iteration {step}): '
+                    'the gradients are non-finite at any scale. Resume from the last checkpoint with a lower '
+                    'learning rate, gradient clipping or bf16.')
+            return
+        self._skipped_in_a_row = 0
+        if all(math.isfinite(v) for k, v in zip(keys, values) if 'loss' in k):
+            return
+        terms = ', '.join(f'{k}={v:.6g}' for k, v in zip(keys, values) if 'loss' in k)
+        last = runner.message_hub.get_info('last_ckpt', None)
+        where = (f'the newest checkpoint, {last}, holds weights from before the fault; resume from it (--resume)'
+                 if last else 'no checkpoint has been written yet; start again') + \
+            ' with a lower learning rate or gradient clipping (optim_wrapper.clip_grad), or look for a bad input in ' \
+            'this step'
+        raise FloatingPointError(f'non-finite loss at iteration {step} (epoch {runner.epoch + 1}): {terms}. Training '
+                                 f'stops before this step reaches a checkpoint: {where}.')
+
+
+@HOOKS.register_module()
+class SkippedSampleLogHook(Hook):
+    """Logs each training sample that ``CheckedDataset(on_bad_sample='skip')`` skipped, with its files and error,
+    and keeps their count over all processes in the message hub (``skipped_bad_samples``, saved in checkpoints)."""
+
+    priority = 'NORMAL'
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        samples = data_batch.get('data_samples') if isinstance(data_batch, dict) else None
+        reports = []
+        for sample in samples or []:
+            reports += getattr(sample, 'metainfo', {}).get(SKIPPED_SAMPLES_KEY, [])
+        for report in reports:  # the iteration also keeps MMEngine's logger from dropping a repeated warning
+            runner.logger.warning(f'iteration {runner.iter + 1}: skipped bad training sample {report}')
+        count = torch.tensor([len(reports)], dtype=torch.int64)
+        all_reduce(count)
+        if count.item():
+            total = runner.message_hub.get_info(SKIPPED_SAMPLES_KEY, 0) + count.item()
+            runner.message_hub.update_info(SKIPPED_SAMPLES_KEY, total)
+            runner.logger.warning(f'{count.item()} bad training samples skipped at iteration {runner.iter + 1}, '
+                                  f'{total} in all')
+
+
+@HOOKS.register_module()
+class CheckpointFitHook(Hook):
+    """Refuses to load (``load_from``, ``resume``, evaluation) a checkpoint whose tensors have other shapes than the
+    model's: MMEngine would load the rest and keep those layers random, with only a warning.
+
+    Args:
+        ignore_keys: regular expressions of parameter names whose shapes may differ (e.g. ``'decode_head.conv_seg'``
+            to fine-tune a segmentation checkpoint on another class set: those layers then start afresh).
+    """
+
+    priority = 'VERY_HIGH'
+
+    def __init__(self, ignore_keys: Sequence[str] = ()):
+        self.ignore_keys = list(ignore_keys)
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        state = checkpoint.get('state_dict', checkpoint)
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        own = model.state_dict()
+        mismatched = []
+        for key, value in state.items():
+            name = re.sub(r'^module\.', '', key)
+            if (name in own and isinstance(value, torch.Tensor) and value.shape != own[name].shape
+                    and not any(re.search(pattern, name) for pattern in self.ignore_keys)):
+                mismatched.append((name, tuple(value.shape), tuple(own[name].shape)))
+        if not mismatched:
+            return
+        source = runner.cfg.get('load_from') or 'the checkpoint being loaded'
+        lines = '; '.join(f'{name}: {a} in the checkpoint, {b} in the model' for name, a, b in mismatched[:6])
+        message = f'{source} does not fit the model built from the config ({lines}).'
+        if all(a[1:] == b[1:] for _, a, b in mismatched):
+            classes = sorted({(a[0], b[0]) for _, a, b in mismatched})
+            message += (' Only the output size differs: the checkpoint was trained for '
+                        f'{" / ".join(str(a) for a, _ in classes)} classes and the config has '
+                        f'{" / ".join(str(b) for _, b in classes)}. Use the num_classes the checkpoint was trained '
+                        'with, or to train these layers afresh list them in default_hooks.checkpoint_fit.ignore_keys.')
+        raise ValueError(message)
