@@ -1,8 +1,9 @@
 from .dist import setup_distributed, teardown_distributed
 from .layer_decay import LayerDecayOptimWrapperConstructor, backbone_layer_ids
 from .optimizers import AutocastOptimWrapper, NoDecayOptimWrapperConstructor, no_weight_decay_names
+from .progress import ProgressBarHook
 
 __all__ = [
     'setup_distributed', 'teardown_distributed', 'AutocastOptimWrapper', 'NoDecayOptimWrapperConstructor',
-    'no_weight_decay_names', 'LayerDecayOptimWrapperConstructor', 'backbone_layer_ids'
+    'no_weight_decay_names', 'LayerDecayOptimWrapperConstructor', 'backbone_layer_ids', 'ProgressBarHook'
 ]

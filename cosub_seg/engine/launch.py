@@ -1,5 +1,6 @@
 """What the training tools share: their command line and the config changes it asks for."""
 import argparse
+import importlib.util
 import os
 import os.path as osp
 
@@ -20,6 +21,8 @@ def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help='autocast dtype with --amp (default: float16 on a GPU, bfloat16 on a CPU)')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the learning rate by (total batch / auto_scale_lr.base_batch_size)')
+    parser.add_argument('--tensorboard', action='store_true',
+                        help="also log scalars to TensorBoard (<work dir>/<timestamp>/vis_data/); needs tensorboard")
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, e.g. train_dataloader.batch_size=32')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none', help='job launcher')
@@ -41,6 +44,19 @@ def apply_amp(cfg: Config, dtype=None) -> None:
             raise ValueError('--amp-dtype float16 needs a GPU (loss scaling); use bfloat16 on a CPU')
         wrapper.type = 'AutocastOptimWrapper'
         wrapper.dtype = 'bfloat16'
+
+
+def enable_tensorboard(cfg: Config) -> None:
+    """Adds MMEngine's TensorboardVisBackend to the config's visualizer, next to its LocalVisBackend (so the
+    scalars.json the pictures are drawn from is still written). Fails here, before training starts, when the
+    tensorboard package is missing: MMEngine would only fail at the first logged scalar."""
+    if importlib.util.find_spec('tensorboard') is None:
+        raise ModuleNotFoundError("--tensorboard needs the tensorboard package: pip install 'cosub_seg[tensorboard]' "
+                                  '(or pip install tensorboard), or run without --tensorboard')
+    backends = list(cfg.visualizer.get('vis_backends') or [])
+    if not any(backend.get('type') == 'TensorboardVisBackend' for backend in backends):
+        backends.append(dict(type='TensorboardVisBackend'))
+    cfg.visualizer.vis_backends = backends
 
 
 def use_bn_without_gpu(cfg_node) -> None:
@@ -69,6 +85,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         'work_dirs', osp.splitext(osp.basename(args.config))[0])
     if args.amp:
         apply_amp(cfg, args.amp_dtype)
+    if args.tensorboard:
+        enable_tensorboard(cfg)
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
     if args.resume == 'auto':
