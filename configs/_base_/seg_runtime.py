@@ -3,3 +3,5 @@
 _base_ = ['mmseg::_base_/default_runtime.py']
 custom_imports = dict(imports=['cosub_seg'], allow_failed_imports=False)
 randomness = dict(seed=0)
+# mmseg's visualiser with the plain image first: --show-dir and SegVisualizationHook draw image | truth | prediction.
+visualizer = dict(type='SideBySideSegVisualizer')
