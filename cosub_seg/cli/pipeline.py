@@ -131,11 +131,11 @@ def main(argv=None):
         *(['--cfg-options', *args.pretrain_options] if args.pretrain_options else [])], commands)
     pretrained = best_checkpoint(dirs['pretrain']) if args.use_best else last_checkpoint(dirs['pretrain'])
 
-    # 2. Fine-tuning from that checkpoint.
+    # 2. Fine-tuning from that checkpoint (the hand-off comes last: it wins over --seg-options).
     handoff = ['model.backbone.init_cfg.type=Pretrained', f'model.backbone.init_cfg.checkpoint={pretrained}']
     times['finetune'] = run_stage('fine-tuning', 'cosub_seg.cli.train_seg', [
         args.seg_config, '--work-dir', dirs['seg'], *train_flags,
-        '--cfg-options', *handoff, *args.seg_options], commands)
+        '--cfg-options', *args.seg_options, *handoff], commands)
     finetuned = last_checkpoint(dirs['seg'])
 
     # 3. Export, from the configs as the runs dumped them (command-line options included).
