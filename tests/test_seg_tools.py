@@ -3,6 +3,7 @@ import glob
 import os.path as osp
 import re
 
+import cv2
 import mmseg
 import pytest
 import torch
@@ -73,6 +74,7 @@ def test_train_seg_then_test_seg(pretrained, scenes, tmp_path, python):
     assert match, proc.stdout[-2000:]
     assert 0 <= float(match.group(2)) <= 100
     assert 'digit 9' in proc.stdout + proc.stderr  # the per-class table
+    assert re.search(r'\] 4/4, [\d.]+ task/s, elapsed: \d+s, ETA: +0s', proc.stdout)  # the progress bar
 
 
 @pytest.mark.slow
@@ -109,4 +111,7 @@ def test_test_seg_tta_writes_predictions_and_overlays(pretrained, scenes, tmp_pa
     assert re.search(r'mIoU: [\d.]+', proc.stdout)
     preds = sorted(out.glob('*.png'))
     assert len(preds) == 4  # one label map per validation scene
-    assert glob.glob(str(show / '**' / '*.png'), recursive=True)
+    overlays = glob.glob(str(show / '**' / '*.png'), recursive=True)
+    assert overlays
+    # The seg runtime's SideBySideSegVisualizer: image | ground truth | prediction of a 128x128 scene.
+    assert all(cv2.imread(path).shape == (128, 3 * 128, 3) for path in overlays)
