@@ -86,3 +86,20 @@ def test_history_buffer_pickles_its_data_only():
     assert b'getattr' not in pickle.dumps(buffer)
     assert restored.max_length == buffer.max_length
     assert [list(a) for a in restored.data] == [list(a) for a in buffer.data]
+
+
+def test_command_line_switches_compile_and_bf16_for_both_stages():
+    """--compile sets MMEngine's compile=True; --amp gives bf16 autocast on a CPU (AmpOptimWrapper on a GPU)."""
+    import argparse
+
+    from cosub_seg.engine.launch import add_train_args, config_from_args
+    for config in ('configs/pretrain/cosub_deit3-tiny_digits.py',
+                   'configs/seg/upernet_cosub-deit3-tiny_digitscenes.py'):
+        args = add_train_args(argparse.ArgumentParser()).parse_args([config, '--compile', '--amp'])
+        cfg = config_from_args(args)
+        assert cfg.compile is True
+        expected = 'AmpOptimWrapper' if torch.cuda.is_available() else 'AutocastOptimWrapper'
+        assert cfg.optim_wrapper.type == expected
+        assert cfg.optim_wrapper.dtype == ('float16' if torch.cuda.is_available() else 'bfloat16')
+        plain = config_from_args(add_train_args(argparse.ArgumentParser()).parse_args([config]))
+        assert 'compile' not in plain and plain.optim_wrapper.type == 'OptimWrapper'

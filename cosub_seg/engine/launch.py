@@ -19,6 +19,9 @@ def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help='mixed precision: fp16 with loss scaling on a GPU, bf16 autocast on a CPU')
     parser.add_argument('--amp-dtype', choices=['float16', 'bfloat16'], default=None,
                         help='autocast dtype with --amp (default: float16 on a GPU, bfloat16 on a CPU)')
+    parser.add_argument('--compile', action='store_true',
+                        help="torch.compile the model (MMEngine's compile=True); pair it with "
+                        "model.drop_path_sampling='fixed' (static shapes) when stochastic depth skips rows")
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the learning rate by (total batch / auto_scale_lr.base_batch_size)')
     parser.add_argument('--tensorboard', action='store_true',
@@ -85,6 +88,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         'work_dirs', osp.splitext(osp.basename(args.config))[0])
     if args.amp:
         apply_amp(cfg, args.amp_dtype)
+    if args.compile:
+        cfg.compile = True
     if args.tensorboard:
         enable_tensorboard(cfg)
     if args.auto_scale_lr:

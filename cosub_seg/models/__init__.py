@@ -2,9 +2,10 @@ from .classifier import CosubClassifier
 from .data_preprocessor import ClsDataPreprocessor
 from .seg_backbone import TimmSegBackbone, plain_out_indices
 from .segmentor import CosubEncoderDecoder
-from .timm_factory import create_timm_model, set_drop_path_schedule
+from .drop_path import configure_stochastic_depth
+from .timm_factory import create_timm_model
 
 __all__ = [
     'CosubClassifier', 'ClsDataPreprocessor', 'TimmSegBackbone', 'plain_out_indices', 'CosubEncoderDecoder',
-    'create_timm_model', 'set_drop_path_schedule'
+    'create_timm_model', 'configure_stochastic_depth'
 ]

@@ -7,7 +7,8 @@ from mmengine.structures import BaseDataElement
 
 from ..cosub import cosub_loss
 from ..registry import MODELS
-from .timm_factory import create_timm_model, set_drop_path_schedule
+from .drop_path import configure_stochastic_depth
+from .timm_factory import create_timm_model
 
 
 @MODELS.register_module()
@@ -24,6 +25,9 @@ class CosubClassifier(BaseModel):
         num_classes: classifier outputs.
         drop_path_rate: stochastic-depth rate; cosub needs it > 0.
         drop_path_schedule: 'linear' (timm's, rising over depth) or 'constant' (the cosub authors' ViT code).
+        drop_path_compute: 'auto' (skip the dropped rows of a branch from the measured break-even rate on, mask
+            below it), 'skip' or 'mask' (timm's way); see :mod:`cosub_seg.cosub.stochastic_depth`.
+        drop_path_sampling: 'bernoulli' (timm's per-row draws) or 'fixed' (a fixed count of kept rows per step).
         model_kwargs: further arguments of ``timm.create_model`` (``img_size``, ``depth``, ...).
         num_submodels: k, the copies of each batch; 1 trains without co-training.
         lam: weight of the peer term (the paper uses 0.5).
@@ -38,6 +42,8 @@ class CosubClassifier(BaseModel):
                  num_classes: int,
                  drop_path_rate: float = 0.0,
                  drop_path_schedule: str = 'linear',
+                 drop_path_compute: str = 'auto',
+                 drop_path_sampling: str = 'bernoulli',
                  model_kwargs: Optional[dict] = None,
                  num_submodels: int = 2,
                  lam: float = 0.5,
@@ -59,7 +65,8 @@ class CosubClassifier(BaseModel):
         self.binarize_threshold = binarize_threshold
         self.backbone = create_timm_model(
             arch, num_classes=num_classes, drop_path_rate=drop_path_rate, **(model_kwargs or {}))
-        set_drop_path_schedule(self.backbone, drop_path_rate, drop_path_schedule)
+        configure_stochastic_depth(self.backbone, drop_path_rate, drop_path_schedule, compute=drop_path_compute,
+                                   sampling=drop_path_sampling)
 
     def forward(self,
                 inputs: torch.Tensor,

@@ -13,7 +13,8 @@ from timm.models.xcit import Xcit
 
 from ..checkpoint import extract_state_dict, load_checkpoint_file
 from ..convert import timm_state_dict
-from .timm_factory import create_timm_model, set_drop_path_schedule
+from .drop_path import configure_stochastic_depth
+from .timm_factory import create_timm_model
 
 PLAIN_TYPES = (VisionTransformer, Xcit)  # one stride-16 scale: a neck makes the pyramid
 # What lets each timm family take inputs of any size (PiT is handled in the forward).
@@ -59,6 +60,9 @@ class TimmSegBackbone(BaseModule):
         img_size: input size the position embeddings are laid out for (plain ViT, XCiT, Swin, PiT).
         drop_path_rate: stochastic-depth rate.
         drop_path_schedule: 'linear' (timm's) or 'constant'.
+        drop_path_compute: 'auto', 'skip' or 'mask': how dropped rows are handled (see
+            :mod:`cosub_seg.cosub.stochastic_depth`); 'auto' skips from the measured break-even rate on.
+        drop_path_sampling: 'bernoulli' (timm's per-row draws) or 'fixed' (a fixed count of kept rows per step).
         model_kwargs: further ``timm.create_model`` arguments.
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` or None for random initialisation.
     """
@@ -69,6 +73,8 @@ class TimmSegBackbone(BaseModule):
                  img_size: Optional[Union[int, Sequence[int]]] = None,
                  drop_path_rate: float = 0.0,
                  drop_path_schedule: str = 'linear',
+                 drop_path_compute: str = 'auto',
+                 drop_path_sampling: str = 'bernoulli',
                  model_kwargs: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         checkpoint = None
@@ -85,7 +91,8 @@ class TimmSegBackbone(BaseModule):
         for key, value in ANY_SIZE_KWARGS.get(model_module(arch), {}).items():
             kwargs.setdefault(key, value)
         model = create_timm_model(arch, num_classes=0, drop_path_rate=drop_path_rate, **kwargs)
-        set_drop_path_schedule(model, drop_path_rate, drop_path_schedule)
+        configure_stochastic_depth(model, drop_path_rate, drop_path_schedule, compute=drop_path_compute,
+                                   sampling=drop_path_sampling)
         self.is_plain = isinstance(model, PLAIN_TYPES)
         self.is_pit = isinstance(model, PoolingVisionTransformer)
         if out_indices is None:

@@ -1,5 +1,6 @@
-"""``CosubEncoderDecoder``: mmseg's EncoderDecoder with submodel co-training during fine-tuning."""
-from typing import List
+"""``CosubEncoderDecoder``: mmseg's EncoderDecoder with submodel co-training during fine-tuning and batched
+sliding-window inference."""
+from typing import List, Optional
 
 import torch
 from mmseg.models.segmentors import EncoderDecoder
@@ -7,6 +8,7 @@ from mmseg.models.utils import resize
 from mmseg.registry import MODELS as SEG_MODELS
 
 from ..cosub import cosub_pixel_peer_loss
+from .slide import ChunkTuner, slide_inference, tuned_slide_inference
 
 
 @SEG_MODELS.register_module()
@@ -18,7 +20,11 @@ class CosubEncoderDecoder(EncoderDecoder):
     (:func:`cosub_seg.cosub.cosub_pixel_peer_loss`: soft cross-entropy towards the other copies' stop-gradient
     softmax, ignore pixels excluded) is weighted by ``lam``, the form cosub uses in pretraining. The auxiliary head
     learns from the labels only. With ``num_submodels=1`` this is exactly mmseg's EncoderDecoder. The backbone needs
-    stochastic depth (drop_path_rate > 0) for the copies to differ. Inference is unchanged (full network).
+    stochastic depth (drop_path_rate > 0) for the copies to differ. Inference runs the full network.
+
+    Sliding-window inference (``test_cfg=dict(mode='slide', ...)``) takes one more key, ``crop_batch_size``: the
+    number of windows per forward (:mod:`cosub_seg.models.slide`), an int or ``'auto'`` (timed on the first images,
+    mmseg's one-window forward among the candidates). Without it, or with 1, it is mmseg's slide inference as is.
     """
 
     def __init__(self, *args, num_submodels: int = 2, lam: float = 0.5, **kwargs):
@@ -29,6 +35,7 @@ class CosubEncoderDecoder(EncoderDecoder):
             raise ValueError(f'lam must be in [0, 1], got {lam}')
         self.num_submodels = num_submodels
         self.lam = lam
+        self._chunk_tuner: Optional[ChunkTuner] = None
 
     def loss(self, inputs: torch.Tensor, data_samples: List) -> dict:
         k = self.num_submodels
@@ -48,3 +55,22 @@ class CosubEncoderDecoder(EncoderDecoder):
         if self.with_auxiliary_head:
             losses.update(self._auxiliary_head_forward_train(feats, samples))
         return losses
+
+    def slide_inference(self, inputs: torch.Tensor, batch_img_metas: List[dict]) -> torch.Tensor:
+        chunk = self.test_cfg.get('crop_batch_size', 1)
+        if chunk == 1:
+            return super().slide_inference(inputs, batch_img_metas)
+        if not (chunk == 'auto' or (isinstance(chunk, int) and chunk > 1)):
+            raise ValueError(f"test_cfg.crop_batch_size must be a positive int or 'auto', got {chunk!r}")
+
+        def predict(crops: torch.Tensor) -> torch.Tensor:
+            # decode_head.predict resizes the logits to the first meta's img_shape: the crop's, as mmseg sets it.
+            metas = [dict(batch_img_metas[0], img_shape=crops.shape[2:])]
+            return self.encode_decode(crops, metas)
+
+        crop, stride = self.test_cfg.crop_size, self.test_cfg.stride
+        if chunk == 'auto':
+            if self._chunk_tuner is None:
+                self._chunk_tuner = ChunkTuner()
+            return tuned_slide_inference(self._chunk_tuner, inputs, predict, self.out_channels, crop, stride)
+        return slide_inference(inputs, predict, self.out_channels, crop, stride, chunk)

@@ -6,6 +6,10 @@ model = dict(
     num_classes=num_classes,
     drop_path_rate=0.05,
     drop_path_schedule='linear',  # timm's; the DeiT III recipes use 'constant' as the authors' code does
+    # Stochastic depth skips the dropped rows of a branch ('auto': from the measured break-even rate on; 'skip' or
+    # 'mask' force one); 'fixed' sampling keeps a fixed count of rows per step (static shapes for torch.compile).
+    drop_path_compute='auto',
+    drop_path_sampling='bernoulli',
     model_kwargs=dict(),
     num_submodels=2,  # 1 trains the same recipe without co-training
     lam=0.5,

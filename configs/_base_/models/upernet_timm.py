@@ -16,7 +16,9 @@ model = dict(
     num_submodels=1,
     lam=0.5,
     data_preprocessor=data_preprocessor,
-    backbone=dict(type='TimmSegBackbone', arch='convnext_base', drop_path_rate=0.3),
+    # drop_path_compute='auto' skips the dropped rows of residual branches (see the pretraining base config)
+    backbone=dict(type='TimmSegBackbone', arch='convnext_base', drop_path_rate=0.3, drop_path_compute='auto',
+                  drop_path_sampling='bernoulli'),
     decode_head=dict(
         type='UPerHead',
         in_channels=[128, 256, 512, 1024],
@@ -43,5 +45,6 @@ model = dict(
         loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=0.4),
     ),
     train_cfg=dict(),
-    test_cfg=dict(mode='slide', crop_size=(512, 512), stride=(341, 341)),
+    # crop_batch_size: windows per forward, chosen by timing the first images (CosubEncoderDecoder); 1 = mmseg's
+    test_cfg=dict(mode='slide', crop_size=(512, 512), stride=(341, 341), crop_batch_size='auto'),
 )

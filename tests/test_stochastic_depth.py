@@ -1,0 +1,288 @@
+"""Compute-skipping stochastic depth: same numbers as masking, the right distribution, less work, safe under DDP."""
+import copy
+import math
+
+import pytest
+import timm
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn as nn
+from timm.layers import DropPath
+
+from cosub_seg.cosub import cosub_loss
+from cosub_seg.cosub.stochastic_depth import SKIP_BREAK_EVEN, StochasticDepth
+from cosub_seg.models import CosubClassifier
+from cosub_seg.models.drop_path import SKIPPING_BLOCKS, configure_stochastic_depth, stochastic_depth_slots
+
+
+class Branch(nn.Module):
+    """A residual branch that records how many rows it computed."""
+
+    def __init__(self, dim=5):
+        super().__init__()
+        self.fc = nn.Linear(dim, dim)
+        self.rows_seen = []
+
+    def forward(self, x):
+        self.rows_seen.append(x.shape[0])
+        return torch.tanh(self.fc(x))
+
+
+def residual_step(compute, sampling, seed, x, branch, p=0.5):
+    sd = StochasticDepth(p, sampling=sampling, compute=compute).train()
+    torch.manual_seed(seed)
+    out = sd.add_residual(x, branch, anchor=branch)
+    (out * torch.arange(out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+    return out
+
+
+@pytest.mark.parametrize('sampling', ['bernoulli', 'fixed'])
+def test_skipping_equals_masking_for_the_same_kept_rows(sampling):
+    torch.manual_seed(0)
+    branch = Branch().double()
+    x = torch.randn(16, 3, 5, dtype=torch.float64)
+    results = {}
+    for compute in ('mask', 'skip'):
+        b = copy.deepcopy(branch)
+        xi = x.clone().requires_grad_()
+        out = residual_step(compute, sampling, seed=7, x=xi, branch=b)
+        results[compute] = (out, xi.grad, b.fc.weight.grad, b.rows_seen[-1])
+    (om, gxm, gwm, rows_m), (os_, gxs, gws, rows_s) = results['mask'], results['skip']
+    torch.testing.assert_close(os_, om, rtol=0, atol=1e-14)
+    torch.testing.assert_close(gxs, gxm, rtol=0, atol=1e-13)
+    torch.testing.assert_close(gws, gwm, rtol=0, atol=1e-12)
+    # The same rows were kept, and skipping computed only those.
+    kept = (om - x).abs().sum(dim=(1, 2)) > 0
+    assert rows_m == 16 and rows_s == int(kept.sum())
+    assert 0 < rows_s < 16
+
+
+def test_masked_output_follows_the_formula():
+    """x + mask * branch(x) / (1 - p), with the mask read off the output, checked row by row."""
+    torch.manual_seed(3)
+    x = torch.randn(32, 4, dtype=torch.float64)
+    branch = lambda t: t * 2.0 + 1.0  # noqa: E731
+    for compute in ('mask', 'skip'):
+        sd = StochasticDepth(0.25, compute=compute).train()
+        out = sd.add_residual(x, branch)
+        for row in range(32):
+            kept = torch.allclose(out[row], x[row] + (x[row] * 2 + 1) / 0.75)
+            dropped = torch.equal(out[row], x[row])
+            assert kept != dropped, (compute, row)
+
+
+def test_bernoulli_keep_rate_matches_one_minus_p():
+    p, batch, steps = 0.3, 64, 400
+    sd = StochasticDepth(p, sampling='bernoulli', compute='skip').train()
+    branch = Branch(dim=2)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for _ in range(steps):
+            sd.add_residual(torch.zeros(batch, 2), branch)
+    n = batch * steps
+    rate = sum(branch.rows_seen) / n
+    # Binomial(n, 0.7): a 5-sigma band around the expected keep rate.
+    assert abs(rate - (1 - p)) < 5 * math.sqrt(p * (1 - p) / n)
+    assert len(set(branch.rows_seen)) > 1  # the count varies from step to step
+
+
+def test_bernoulli_is_unbiased_like_timm():
+    """E[drop_path(y)] = y for ours (both computes) and timm's DropPath: the same scaling."""
+    torch.manual_seed(0)
+    y = torch.ones(20000, 1)
+    ours = StochasticDepth(0.4).train()(y).mean()
+    timms = DropPath(0.4).train()(y).mean()
+    skip = StochasticDepth(0.4, compute='skip').train().add_residual(torch.zeros_like(y), lambda t: t, y).mean()
+    for value in (ours, timms, skip):
+        assert abs(float(value) - 1.0) < 5 * math.sqrt(0.4 / 0.6 / 20000)
+    # A kept row is scaled by 1 / (1 - p), as timm scales it.
+    values = StochasticDepth(0.4).train()(torch.ones(50, 1, dtype=torch.float64)).view(-1)
+    assert set(values.tolist()) <= {0.0, 1 / 0.6} and len(set(values.tolist())) == 2
+
+
+@pytest.mark.parametrize('batch,p,expected', [(16, 0.45, 9), (16, 0.2, 13), (8, 0.6, 3), (2, 0.9, 1)])
+def test_fixed_mode_keeps_exactly_the_count(batch, p, expected):
+    sd = StochasticDepth(p, sampling='fixed', compute='skip').train()
+    assert sd.num_kept(batch) == expected == max(1, round(batch * (1 - p) + 1e-9))
+    branch = Branch(dim=2)
+    x = torch.zeros(batch, 2)
+    for seed in range(5):
+        torch.manual_seed(seed)
+        out = sd.add_residual(x, lambda t: torch.ones_like(t) + 0 * branch(t))
+        assert branch.rows_seen[-1] == expected
+        # n kept rows carry 1 * B / n in each of 2 columns, dropped rows 0: the sum is 2 B
+        torch.testing.assert_close(out.sum(), torch.tensor(2.0 * batch))
+    # The same count through masking.
+    masked = StochasticDepth(p, sampling='fixed', compute='mask').train()(torch.ones(batch, 1))
+    assert int((masked > 0).sum()) == expected
+
+
+@pytest.mark.parametrize('compute', ['mask', 'skip'])
+def test_eval_mode_drops_nothing(compute):
+    sd = StochasticDepth(0.6, compute=compute).eval()
+    branch = Branch()
+    x = torch.randn(10, 5)
+    torch.testing.assert_close(sd.add_residual(x, branch), x + branch(x))
+    assert branch.rows_seen[0] == 10
+    torch.testing.assert_close(sd(x), x)
+
+
+def test_auto_chooses_from_the_break_even_rate():
+    assert not StochasticDepth(SKIP_BREAK_EVEN / 2, compute='auto').skip
+    assert StochasticDepth(SKIP_BREAK_EVEN, compute='auto').skip
+    assert StochasticDepth(0.45, compute='auto').skip
+    assert not StochasticDepth(0.45, compute='mask').skip
+    assert StochasticDepth(0.01, compute='skip').skip
+    with pytest.raises(ValueError, match='compute'):
+        StochasticDepth(0.1, compute='fast')
+    with pytest.raises(ValueError, match='drop_prob'):
+        StochasticDepth(1.0)
+
+
+def test_every_row_dropped_still_gives_every_parameter_a_gradient():
+    """With skipping, a branch dropped for the whole batch runs nothing; its parameters must still get a (zero)
+    gradient, as masking gives them, or DDP waits for them forever."""
+    branch = Branch()
+    sd = StochasticDepth(0.5, sampling='bernoulli', compute='skip').train()
+    sd.draw = lambda batch, device: (torch.zeros(batch, dtype=torch.bool), None, 2.0)  # nobody keeps the branch
+    x = torch.randn(4, 5, requires_grad=True)
+    out = sd.add_residual(x, branch, anchor=branch)
+    out.sum().backward()
+    torch.testing.assert_close(out, x)
+    assert branch.rows_seen == []
+    assert branch.fc.weight.grad is not None and branch.fc.bias.grad is not None
+    assert branch.fc.weight.grad.abs().sum() == 0 and branch.fc.bias.grad.abs().sum() == 0
+
+
+# Tiny members of the six families (fast on a CPU), with what their input needs.
+FAMILIES = {
+    'vit': ('deit3_small_patch16_224', dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2), 32),
+    'pit': ('pit_ti_224', dict(img_size=64), 64),
+    'swin': ('swin_tiny_patch4_window7_224',
+             dict(img_size=64, window_size=4, embed_dim=16, depths=(1, 1, 2, 1), num_heads=(1, 1, 2, 2)), 64),
+    'convnext': ('convnext_atto', dict(depths=(1, 1, 2, 1)), 64),
+    'regnet': ('regnety_002', {}, 32),
+    'xcit': ('xcit_nano_12_p16_224', dict(img_size=32, depth=2), 32),
+}
+
+
+def bn_in_eval(model):
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+
+
+@pytest.mark.parametrize('family', sorted(FAMILIES))
+def test_cosub_step_skipping_matches_masking_in_every_family(family):
+    """One cosub training step of CosubClassifier (float64): skipping gives the loss and gradients of masking for the
+    same kept rows. BatchNorm (RegNet, XCiT's patch interaction) uses its running statistics here, because with
+    skipping its batch statistics come from the kept rows only (tested separately)."""
+    arch, kwargs, size = FAMILIES[family]
+    models = {}
+    for compute in ('mask', 'skip'):
+        torch.manual_seed(0)
+        models[compute] = CosubClassifier(arch, num_classes=4, drop_path_rate=0.5, drop_path_schedule='constant',
+                                          drop_path_compute=compute, model_kwargs=kwargs).double()
+    models['skip'].load_state_dict(models['mask'].state_dict())
+    blocks = [type(m) for m in models['skip'].modules() if type(m) in SKIPPING_BLOCKS.values()]
+    assert blocks, f'no block of {arch} was switched to skipping'
+    x = torch.randn(3, 3, size, size, dtype=torch.float64)
+    target = torch.tensor([0, 1, 3])
+    results = {}
+    for compute, model in models.items():
+        model.train()
+        bn_in_eval(model)
+        torch.manual_seed(11)
+        logits = model.backbone(x.repeat(2, 1, 1, 1)).view(2, 3, -1)
+        loss = cosub_loss(logits, target).total
+        loss.backward()
+        results[compute] = (loss.detach(), {n: p.grad for n, p in model.named_parameters()})
+    torch.testing.assert_close(results['skip'][0], results['mask'][0], rtol=1e-10, atol=1e-12)
+    for name, grad in results['mask'][1].items():
+        torch.testing.assert_close(results['skip'][1][name], grad, rtol=1e-8, atol=1e-12, msg=name)
+    # And in eval mode the converted network is timm's network.
+    reference = timm.create_model(arch, num_classes=4, **kwargs).double().eval()
+    reference.load_state_dict(models['skip'].backbone.state_dict())
+    models['skip'].eval()
+    torch.testing.assert_close(models['skip'].backbone(x), reference(x), rtol=0, atol=0)
+
+
+def test_batchnorm_statistics_come_from_the_kept_rows_when_skipping():
+    """RegNet with skipping: a BatchNorm inside a branch updates its running mean from the kept rows only."""
+    torch.manual_seed(0)
+    model = timm.create_model('regnety_002', num_classes=3, drop_path_rate=0.5)
+    configure_stochastic_depth(model, 0.5, 'constant', compute='skip', sampling='fixed')
+    block = model.s3.b2  # a block with an identity shortcut and a drop-path slot
+    assert type(block).__name__ == 'RegNetBottleneck'
+    block.train()
+    x = torch.randn(8, block.conv1.conv.in_channels, 8, 8)
+    bn = block.conv1.bn
+    bn.reset_running_stats()
+    torch.manual_seed(5)
+    kept = block.drop_path.draw(8, x.device)[1]
+    torch.manual_seed(5)
+    with torch.no_grad():
+        block(x)
+        conv_out = block.conv1.conv(x[kept])
+    expected = bn.momentum * conv_out.mean(dim=(0, 2, 3))  # running mean starts at 0
+    torch.testing.assert_close(bn.running_mean, expected, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        all_rows = bn.momentum * block.conv1.conv(x).mean(dim=(0, 2, 3))
+    assert not torch.allclose(bn.running_mean, all_rows, atol=1e-4)  # masking would have used all 8 rows
+
+
+def test_schedules_keep_timm_rates_or_make_them_constant():
+    model = timm.create_model('deit3_small_patch16_224', img_size=32, patch_size=8, embed_dim=32, depth=4,
+                              num_heads=2, drop_path_rate=0.3)
+    timm_rates = [getattr(parent, name).drop_prob if isinstance(getattr(parent, name), DropPath) else 0.0
+                  for parent, name in stochastic_depth_slots(model)]
+    linear = copy.deepcopy(model)
+    configure_stochastic_depth(linear, 0.3, 'linear')
+    assert [getattr(p, n).drop_prob for p, n in stochastic_depth_slots(linear)] == pytest.approx(timm_rates)
+    assert timm_rates[0] == 0.0 and timm_rates[-1] == pytest.approx(0.3)
+    info = configure_stochastic_depth(model, 0.3, 'constant', compute='auto')
+    assert [getattr(p, n).drop_prob for p, n in stochastic_depth_slots(model)] == [0.3] * 8
+    assert info == dict(slots=8, skipping=8, blocks=4, masked_blocks=0)
+    assert all(isinstance(getattr(p, n), StochasticDepth) for p, n in stochastic_depth_slots(model))
+
+
+def _ddp_worker(rank, world_size, init_file, results):
+    dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=world_size)
+    torch.manual_seed(0)
+    model = timm.create_model('deit3_small_patch16_224', img_size=16, patch_size=8, embed_dim=16, depth=2,
+                              num_heads=2, num_classes=3, drop_path_rate=0.5)
+    configure_stochastic_depth(model, 0.5, 'constant', compute='skip')
+    # Rank 0 drops every branch for every row; rank 1 keeps them all.
+    for _, module in model.named_modules():
+        if isinstance(module, StochasticDepth):
+            module.draw = (lambda batch, device, keep=bool(rank): (torch.full((batch,), keep), None, 2.0))
+    ddp = nn.parallel.DistributedDataParallel(model)  # find_unused_parameters=False: every parameter must report
+    optimizer = torch.optim.SGD(ddp.parameters(), lr=0.1)
+    for step in range(2):
+        torch.manual_seed(step)
+        loss = ddp(torch.randn(2, 3, 16, 16)).logsumexp(dim=1).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    results[rank] = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    dist.destroy_process_group()
+
+
+def test_ddp_survives_a_branch_dropped_for_every_row(tmp_path):
+    """DistributedDataParallel without find_unused_parameters: one rank drops every branch (skipping computes
+    nothing there), the other keeps them; gradients are still reduced and the replicas stay identical."""
+    ctx = mp.get_context('spawn')
+    with ctx.Manager() as manager:
+        results = manager.dict()
+        procs = [ctx.Process(target=_ddp_worker, args=(rank, 2, str(tmp_path / 'init'), results)) for rank in (0, 1)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join(timeout=120)
+        codes = [proc.exitcode for proc in procs]
+        for proc in procs:
+            if proc.is_alive():
+                proc.kill()
+        assert codes == [0, 0], codes
+        torch.testing.assert_close(results[0], results[1], rtol=0, atol=0)
