@@ -163,3 +163,12 @@ def test_exported_segmentor_loads_with_mmseg_init_model(tmp_path, python):
     with torch.no_grad():
         torch.testing.assert_close(loaded(x, mode='tensor'), model(x, mode='tensor'))
     np.testing.assert_array_equal(sorted(loaded.state_dict()), sorted(model.state_dict()))
+
+
+def test_raw_weights_need_an_ema_and_a_pretraining_config(tmp_path):
+    ckpt = tmp_path / 'epoch_1.pth'
+    torch.save(dict(state_dict=_classifier().state_dict()), ckpt)
+    with pytest.raises(ValueError, match='kept no EMA'):
+        export_backbone(PRETRAIN_CONFIG, str(ckpt), str(tmp_path / 'out'), raw_weights=True)
+    with pytest.raises(ValueError, match='not a pretraining config'):
+        export_backbone(SEG_CONFIG, str(ckpt), str(tmp_path / 'out'))

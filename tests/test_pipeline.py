@@ -123,3 +123,22 @@ def test_exported_backbone_of_the_run_gives_the_same_logits_in_timm(pipeline_run
     x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(theirs(x), ours(x, mode='tensor'), rtol=0, atol=0)
+
+
+def test_checkpoint_choice_and_the_validation_that_goes_with_it(tmp_path):
+    from cosub_seg.cli.pipeline import best_checkpoint, checkpoint_step, last_checkpoint, validation_at
+    with pytest.raises(FileNotFoundError, match='saved no checkpoint'):
+        last_checkpoint(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match='run without --use-best'):
+        best_checkpoint(str(tmp_path))
+    (tmp_path / 'best_accuracy_top1_epoch_3.pth').write_bytes(b'')
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'epoch_5.pth'))
+    assert last_checkpoint(str(tmp_path)) == str(tmp_path / 'epoch_5.pth')
+    best = best_checkpoint(str(tmp_path))
+    assert (checkpoint_step(best), checkpoint_step(str(tmp_path / 'epoch_5.pth'))) == (3, 5)
+    assert checkpoint_step('iter_2000.pth') == 2000 and checkpoint_step('model.safetensors') is None
+    records = [{'loss': 1.0, 'step': 1}, {'accuracy/top1': 60.0, 'step': 1}, {'accuracy/top1': 80.0, 'step': 3},
+               {'accuracy/top1': 70.0, 'step': 5}]
+    assert validation_at(records, 3, 'accuracy/top1')['accuracy/top1'] == 80.0
+    assert validation_at(records, 4, 'accuracy/top1')['accuracy/top1'] == 70.0  # not validated: the last one
+    assert validation_at(records, 1, 'mIoU') is None
