@@ -21,8 +21,11 @@ $(STAMP): $(PY) pyproject.toml constraints.txt tools/install_mmcv.sh
 
 install: $(STAMP)
 
+# digits -> cosub pretraining -> UperNet on digit scenes -> report.md / report.json and pictures in work_dirs/demo/
 demo: install
-	$(PY) tools/demo.py
+	$(PY) tools/prepare_data.py digits
+	$(PY) tools/pipeline.py configs/pretrain/cosub_deit3-tiny_digits.py \
+		configs/seg/upernet_cosub-deit3-tiny_digitscenes.py --work-dir work_dirs/demo
 
 test: install
 	$(PY) -m pytest

@@ -42,8 +42,9 @@ def test_prepare_digits_is_deterministic_and_stratified(tmp_path, digits_root):
 def test_prepare_digits_cli_writes_the_layout(tmp_path, python):
     import subprocess
     out = tmp_path / 'd'
-    subprocess.run([python, 'tools/prepare_data.py', 'digits', '--out', str(out)], check=True,
-                   cwd=osp.dirname(osp.dirname(__file__)))
+    proc = subprocess.run([python, 'tools/prepare_data.py', 'digits', '--out', str(out)], check=True,
+                          cwd=osp.dirname(osp.dirname(__file__)), capture_output=True, text=True)
+    assert '] 1797/1797, ' in proc.stdout and '] 750/750, ' in proc.stdout  # progress bars: digits, then scenes
     img = cv2.imread(str(out / 'train' / '0' / '0000.png'))
     assert img.shape == (32, 32, 3)
     with open(out / 'meta' / 'val.txt') as f:

@@ -3,6 +3,7 @@ import glob
 import os.path as osp
 import re
 
+import cv2
 import mmseg
 import pytest
 import torch
@@ -32,10 +33,13 @@ def scenes(tmp_path_factory):
     return root
 
 
-def seg_options(scenes, checkpoint, iters=4):
-    return [
+def seg_options(scenes, checkpoint=None, iters=4):
+    """Overrides that make the digit-scenes config run ``iters`` iterations on ``scenes`` at batch 2 (the backbone
+    from ``checkpoint`` unless None, e.g. where tools/pipeline.py sets it)."""
+    backbone = [f'model.backbone.init_cfg.checkpoint={checkpoint}'] if checkpoint else []
+    return backbone + [
         f'train_dataloader.dataset.dataset.data_root={scenes}', f'val_dataloader.dataset.data_root={scenes}',
-        f'test_dataloader.dataset.data_root={scenes}', f'model.backbone.init_cfg.checkpoint={checkpoint}',
+        f'test_dataloader.dataset.data_root={scenes}',
         f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}', 'train_dataloader.batch_size=2',
         'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
         'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
@@ -73,6 +77,7 @@ def test_train_seg_then_test_seg(pretrained, scenes, tmp_path, python):
     assert match, proc.stdout[-2000:]
     assert 0 <= float(match.group(2)) <= 100
     assert 'digit 9' in proc.stdout + proc.stderr  # the per-class table
+    assert re.search(r'\] 4/4, [\d.]+ task/s, elapsed: \d+s, ETA: +0s', proc.stdout)  # the progress bar
 
 
 @pytest.mark.slow
@@ -109,4 +114,7 @@ def test_test_seg_tta_writes_predictions_and_overlays(pretrained, scenes, tmp_pa
     assert re.search(r'mIoU: [\d.]+', proc.stdout)
     preds = sorted(out.glob('*.png'))
     assert len(preds) == 4  # one label map per validation scene
-    assert glob.glob(str(show / '**' / '*.png'), recursive=True)
+    overlays = glob.glob(str(show / '**' / '*.png'), recursive=True)
+    assert overlays
+    # The seg runtime's SideBySideSegVisualizer: image | ground truth | prediction of a 128x128 scene.
+    assert all(cv2.imread(path).shape == (128, 3 * 128, 3) for path in overlays)

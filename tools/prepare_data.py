@@ -25,9 +25,9 @@ def main(argv=None):
 
     start = time.time()
     if args.dataset == 'digits':
-        counts = write_digits(args.out, size=args.size)
+        counts = write_digits(args.out, size=args.size, progress=True)
         print(f'wrote {counts["train"]} train and {counts["val"]} val digits to {args.out}')
-        scenes = write_digit_scenes(args.scenes_out)
+        scenes = write_digit_scenes(args.scenes_out, progress=True)
         print(f'wrote {scenes["training"]} training and {scenes["validation"]} validation digit scenes to '
               f'{args.scenes_out} in {time.time() - start:.1f}s')
     elif args.dataset == 'ade20k':

@@ -4,23 +4,10 @@ Examples:
     python tools/pretrain.py configs/pretrain/cosub_deit3-tiny_digits.py
     python tools/pretrain.py configs/pretrain/cosub_deit3-small_in1k.py --amp --cfg-options model.num_submodels=1
     bash tools/dist_pretrain.sh configs/pretrain/cosub_deit3-base_in1k.py 8
+
+The code is cosub_seg/cli/pretrain.py (installed as the console script ``cosub-pretrain``).
 """
-import argparse
-
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
-
-from cosub_seg.engine import teardown_distributed
-from cosub_seg.engine.launch import add_train_args, config_from_args
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cfg = config_from_args(add_train_args(parser).parse_args(argv))
-    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
-    runner.train()
-    teardown_distributed()
-
+from cosub_seg.cli.pretrain import main
 
 if __name__ == '__main__':
     main()

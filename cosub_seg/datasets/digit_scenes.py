@@ -13,6 +13,7 @@ from typing import Dict, Tuple
 
 import cv2
 import numpy as np
+from mmengine.utils import ProgressBar
 from mmseg.datasets import ADE20KDataset
 from mmseg.registry import DATASETS as SEG_DATASETS
 
@@ -85,13 +86,14 @@ def _scene(rng: np.random.RandomState, images: np.ndarray, labels: np.ndarray, p
 
 
 def write_digit_scenes(out_dir: str, num_train: int = 600, num_val: int = 150, size: int = 128,
-                       digit_size: Tuple[int, int] = (28, 48), seed: int = 0) -> Dict[str, int]:
+                       digit_size: Tuple[int, int] = (28, 48), seed: int = 0, progress: bool = False) -> Dict[str, int]:
     """Writes ``out_dir/images/{training,validation}/*.jpg`` and ``out_dir/annotations/{...}/*.png``.
 
     Digits are ``digit_size`` pixels high (around the 32 pixels of the pretraining images). Deterministic for a
-    given seed. Returns the number of scenes per split.
+    given seed. ``progress`` shows a progress bar (count, speed, ETA). Returns the number of scenes per split.
     """
     split = load_digit_split()
+    bar = ProgressBar(num_train + num_val) if progress else None
     counts = {}
     for name, pool, count, offset in (('training', split['train'], num_train, 0),
                                       ('validation', split['val'], num_val, 1)):
@@ -106,5 +108,9 @@ def write_digit_scenes(out_dir: str, num_train: int = 600, num_val: int = 150, s
             if not (cv2.imwrite(osp.join(img_dir, stem + '.jpg'), img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
                     and cv2.imwrite(osp.join(ann_dir, stem + '.png'), ann)):
                 raise OSError(f'could not write scene {stem} under {out_dir}')
+            if bar:
+                bar.update()
         counts[name] = count
+    if bar:
+        print()
     return counts

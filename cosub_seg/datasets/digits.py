@@ -5,6 +5,7 @@ from typing import Dict
 
 import cv2
 import numpy as np
+from mmengine.utils import ProgressBar
 
 DIGIT_CLASSES = tuple(str(i) for i in range(10))
 
@@ -29,13 +30,16 @@ def digit_to_rgb(image: np.ndarray, size: int) -> np.ndarray:
     return np.repeat(gray[:, :, None], 3, axis=2)
 
 
-def write_digits(out_dir: str, size: int = 32, val_fraction: float = 0.2, seed: int = 0) -> Dict[str, int]:
+def write_digits(out_dir: str, size: int = 32, val_fraction: float = 0.2, seed: int = 0,
+                 progress: bool = False) -> Dict[str, int]:
     """Writes ``out_dir/{train,val}/<digit>/<index>.png``, ``out_dir/meta/{train,val}.txt`` and ``classes.txt``.
 
     The split is stratified and fixed by ``seed``; file names are the digit's index in scikit-learn's array, so two
-    runs write the same files. Returns the number of images per split.
+    runs write the same files. ``progress`` shows a progress bar (count, speed, ETA). Returns the number of images
+    per split.
     """
     split = load_digit_split(val_fraction, seed)
+    bar = ProgressBar(len(split['train']) + len(split['val'])) if progress else None
     os.makedirs(osp.join(out_dir, 'meta'), exist_ok=True)
     with open(osp.join(out_dir, 'meta', 'classes.txt'), 'w') as f:
         f.write('\n'.join(DIGIT_CLASSES) + '\n')
@@ -50,7 +54,11 @@ def write_digits(out_dir: str, size: int = 32, val_fraction: float = 0.2, seed: 
             if not cv2.imwrite(path, digit_to_rgb(split['images'][i], size)):
                 raise OSError(f'could not write {path}')
             lines.append(f'{rel} {label}\n')
+            if bar:
+                bar.update()
         with open(osp.join(out_dir, 'meta', f'{name}.txt'), 'w') as f:
             f.writelines(lines)
         counts[name] = len(lines)
+    if bar:
+        print()
     return counts

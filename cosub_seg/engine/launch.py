@@ -1,6 +1,7 @@
 """What the training tools share: their command line and the config changes it asks for."""
 import argparse
 import difflib
+import importlib.util
 import os
 import os.path as osp
 
@@ -26,6 +27,8 @@ def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         "model.drop_path_sampling='fixed' (static shapes) when stochastic depth skips rows")
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the learning rate by (total batch / auto_scale_lr.base_batch_size)')
+    parser.add_argument('--tensorboard', action='store_true',
+                        help="also log scalars to TensorBoard (<work dir>/<timestamp>/vis_data/); needs tensorboard")
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, e.g. train_dataloader.batch_size=32')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none', help='job launcher')
@@ -47,6 +50,19 @@ def apply_amp(cfg: Config, dtype=None) -> None:
             raise ValueError('--amp-dtype float16 needs a GPU (loss scaling); use bfloat16 on a CPU')
         wrapper.type = 'AutocastOptimWrapper'
         wrapper.dtype = 'bfloat16'
+
+
+def enable_tensorboard(cfg: Config) -> None:
+    """Adds MMEngine's TensorboardVisBackend to the config's visualizer, next to its LocalVisBackend (so the
+    scalars.json the pictures are drawn from is still written). Fails here, before training starts, when the
+    tensorboard package is missing: MMEngine would only fail at the first logged scalar."""
+    if importlib.util.find_spec('tensorboard') is None:
+        raise ModuleNotFoundError("--tensorboard needs the tensorboard package: pip install 'cosub_seg[tensorboard]' "
+                                  '(or pip install tensorboard), or run without --tensorboard')
+    backends = list(cfg.visualizer.get('vis_backends') or [])
+    if not any(backend.get('type') == 'TensorboardVisBackend' for backend in backends):
+        backends.append(dict(type='TensorboardVisBackend'))
+    cfg.visualizer.vis_backends = backends
 
 
 def use_bn_without_gpu(cfg_node) -> None:
@@ -124,6 +140,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         apply_amp(cfg, args.amp_dtype)
     if args.compile:
         cfg.compile = True
+    if args.tensorboard:
+        enable_tensorboard(cfg)
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
     if args.resume == 'auto':

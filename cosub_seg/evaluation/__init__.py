@@ -1,4 +1,4 @@
 from .metrics import Accuracy
-from .seg_metrics import PerClassIoUMetric
+from .seg_metrics import ConfusionMatrixMetric, PerClassIoUMetric, confusion_matrix
 
-__all__ = ['Accuracy', 'PerClassIoUMetric']
+__all__ = ['Accuracy', 'ConfusionMatrixMetric', 'PerClassIoUMetric', 'confusion_matrix']

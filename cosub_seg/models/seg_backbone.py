@@ -1,5 +1,4 @@
 """``TimmSegBackbone``: any timm backbone as an MMSegmentation backbone returning NCHW feature maps."""
-import sys
 from typing import List, Optional, Sequence, Union
 
 import timm
@@ -13,6 +12,7 @@ from timm.models.pit import PoolingVisionTransformer
 from timm.models.xcit import Xcit
 
 from ..checkpoint import extract_state_dict, load_checkpoint_file
+from ..convert import timm_state_dict
 from .drop_path import configure_stochastic_depth
 from .timm_factory import create_timm_model
 
@@ -132,7 +132,7 @@ class TimmSegBackbone(BaseModule):
 
     def load_pretrained(self, path: str) -> None:
         state = extract_state_dict(load_checkpoint_file(path), path)
-        state = self._adapt_state_dict(state)
+        state = timm_state_dict(state, self.model)
         own = self.model.state_dict()
         dropped = sorted(k for k in state if k not in own)
         state = {k: v for k, v in state.items() if k in own}
@@ -147,24 +147,6 @@ class TimmSegBackbone(BaseModule):
         if missing:
             print_log(f'{len(missing)} backbone weights were not in {path} and stay randomly initialised: '
                       f'{missing[:10]}', logger='current', level=30)
-
-    def _adapt_state_dict(self, state: dict) -> dict:
-        for prefix in ('module.', 'backbone.'):  # DDP-wrapped files; CosubClassifier's 'backbone.' + timm names
-            if state and all(k.startswith(prefix) for k in state):
-                state = {k[len(prefix):]: v for k, v in state.items()}
-        model = self.model
-        if self.is_pit:
-            pos = state.get('pos_embed')
-            if pos is not None and pos.shape[-2:] != model.pos_embed.shape[-2:]:
-                state['pos_embed'] = F.interpolate(pos.float(), size=model.pos_embed.shape[-2:], mode='bicubic',
-                                                   align_corners=False)
-        filter_fn = getattr(sys.modules[type(model).__module__], 'checkpoint_filter_fn', None)
-        if filter_fn is None:
-            return state
-        if isinstance(model, VisionTransformer):
-            # DeiT III releases name LayerScale 'gamma_1'; timm converts them (and resamples pos_embed) here.
-            return filter_fn(state, model, adapt_layer_scale=any('gamma_' in k for k in state))
-        return filter_fn(state, model)
 
 
 __all__ = ['TimmSegBackbone', 'plain_out_indices']

@@ -1,0 +1,65 @@
+r"""Parameters, FLOPs and throughput of the backbone and the whole model of a pretraining or segmentation config.
+
+FLOPs: fvcore's convention (one multiply-add = 1; what papers quote), attention included; a segmentor is measured
+on its inference path (backbone, neck, decode head at the head's output resolution), as mmseg's get_flops does.
+
+Examples:
+    cosub-analyze-model configs/seg/upernet_cosub-deit3-base_ade20k-512x512.py            # at the 512x512 crop
+    cosub-analyze-model configs/pretrain/cosub_deit3-small_in1k.py --shape 224
+    cosub-analyze-model configs/seg/upernet_cosub-deit3-base_ade20k-512x512.py --throughput --device cuda \
+        --batch-size 16 --amp
+"""
+import argparse
+import json
+
+from mmengine.config import DictAction
+
+from cosub_seg.analysis import analyze, throughput
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('config', help='pretraining or segmentation config')
+    parser.add_argument('--shape', type=int, nargs='+', metavar='SIZE',
+                        help="input H [W] (default: the seg config's crop, or the classifier's img_size)")
+    parser.add_argument('--throughput', action='store_true', help='also time inference (images/s)')
+    parser.add_argument('--batch-size', type=int, default=8, help='batch of the throughput measurement')
+    parser.add_argument('--device', default='cpu', help="where to time it: 'cpu', 'cuda', 'cuda:1'")
+    parser.add_argument('--warmup', type=int, default=3, help='untimed forward passes first')
+    parser.add_argument('--iters', type=int, default=10, help='timed forward passes')
+    parser.add_argument('--amp', action='store_true', help='time under autocast (fp16 on a GPU, bf16 on a CPU)')
+    parser.add_argument('--out', help='also write the results to this JSON file')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config entries')
+    args = parser.parse_args(argv)
+    if args.shape is not None and len(args.shape) not in (1, 2):
+        parser.error(f'--shape takes H or H W, got {args.shape}')
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    size = None if args.shape is None else (args.shape[0], args.shape[-1])
+    result = analyze(args.config, size, args.cfg_options)
+    h, w = result['input_size']
+    print(f'{args.config} at {h}x{w} (FLOPs: one multiply-add = 1)')
+    print(f'{"part":<32}{"params (M)":>12}{"GFLOPs":>10}')
+    for name, part in result['parts'].items():
+        flops = f'{part["flops"] / 1e9:.3f}' if 'flops' in part else '-'
+        print(f'{name:<32}{part["params"] / 1e6:>12.3f}{flops:>10}')
+    not_counted = sorted({op for part in result['parts'].values() for op in part.get('not_counted', [])})
+    if not_counted:
+        print(f'not counted (element-wise, by convention): {", ".join(not_counted)}')
+    if args.throughput:
+        speed = throughput(args.config, args.batch_size, size, args.device, args.warmup, args.iters, args.amp,
+                           args.cfg_options)
+        result['throughput'] = speed
+        print(f'throughput on {args.device}, batch {args.batch_size}{", amp" if args.amp else ""}: ' + ', '.join(
+            f'{name} {ips:.1f} images/s' for name, ips in speed['images_per_s'].items()))
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump(result, f, indent=2)
+    return result
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,64 @@
+r"""Move weights in and out: timm safetensors for backbones, mmseg init_model files for segmentors.
+
+Examples:
+    # a pretrained backbone (EMA weights when the run kept an EMA) -> timm folder (model.safetensors + config.json)
+    python tools/convert_checkpoint.py backbone configs/pretrain/cosub_deit3-tiny_digits.py \
+        work_dirs/cosub_deit3-tiny_digits/epoch_25.pth exported/cosub_deit3-tiny
+    #   then: timm.create_model('local-dir:exported/cosub_deit3-tiny', pretrained=True)
+    # a fine-tuned segmentor -> config + weights-only checkpoint for mmseg.apis.init_model / mmseg's test.py
+    python tools/convert_checkpoint.py segmentor configs/seg/upernet_cosub-deit3-tiny_digitscenes.py \
+        work_dirs/upernet_cosub-deit3-tiny_digitscenes/iter_2000.pth exported/upernet
+    # the authors' DeiT III (or cosub) release, or a plain timm state dict -> checked timm folder
+    python tools/convert_checkpoint.py import deit_3_small_224_21k.pth exported/deit3-small \
+        --arch deit3_small_patch16_224
+"""
+import argparse
+
+from mmengine.config import DictAction
+
+from cosub_seg.convert import export_backbone, export_segmentor, import_weights
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest='command', required=True)
+    backbone = sub.add_parser('backbone', help='a tools/pretrain.py checkpoint -> timm model.safetensors')
+    backbone.add_argument('config', help='the pretraining config of the run')
+    backbone.add_argument('checkpoint', help='a checkpoint of that run')
+    backbone.add_argument('out_dir', help='folder for model.safetensors and config.json')
+    backbone.add_argument('--raw-weights', action='store_true',
+                          help='export the trained weights instead of their EMA (when the run kept one)')
+    segmentor = sub.add_parser('segmentor', help='a tools/train_seg.py checkpoint -> mmseg init_model files')
+    segmentor.add_argument('config', help='the segmentation config of the run')
+    segmentor.add_argument('checkpoint', help='a checkpoint of that run')
+    segmentor.add_argument('out_dir', help='folder for <config name>.py and <config name>.pth')
+    imported = sub.add_parser('import', help='a DeiT III release or a timm state dict -> timm model.safetensors')
+    imported.add_argument('checkpoint', help="the file ({'model': ...}, a state dict, or .safetensors)")
+    imported.add_argument('out_dir', help='folder for model.safetensors and config.json')
+    imported.add_argument('--arch', required=True, help='timm model name, e.g. deit3_base_patch16_224')
+    imported.add_argument('--model-kwargs', nargs='+', action=DictAction, default={},
+                          help='further timm.create_model arguments, e.g. img_size=384')
+    imported.add_argument('--num-classes', type=int, help="classifier outputs (default: the file's head)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.command == 'backbone':
+        paths = export_backbone(args.config, args.checkpoint, args.out_dir, raw_weights=args.raw_weights)
+        print(f'\nwrote {paths["weights"]} ({paths["weights_kind"]} weights) and {paths["config"]}; '
+              f"load with timm.create_model('local-dir:{args.out_dir}', pretrained=True)")
+    elif args.command == 'segmentor':
+        paths = export_segmentor(args.config, args.checkpoint, args.out_dir)
+        print(f'\nwrote {paths["config"]} and {paths["checkpoint"]}; load with '
+              f'mmseg.apis.init_model({paths["config"]!r}, {paths["checkpoint"]!r})')
+    else:
+        paths = import_weights(args.checkpoint, args.arch, args.out_dir, model_kwargs=dict(args.model_kwargs),
+                               num_classes=args.num_classes)
+        print(f'\nevery tensor of {args.checkpoint} maps onto {args.arch}: wrote {paths["weights"]} and '
+              f'{paths["config"]}')
+    return paths
+
+
+if __name__ == '__main__':
+    main()

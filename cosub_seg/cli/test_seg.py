@@ -1,0 +1,75 @@
+"""Evaluate a segmentor checkpoint: prints aAcc / mIoU / mAcc and the per-class IoU table, with a progress bar.
+
+Examples:
+    cosub-test-seg configs/seg/upernet_cosub-deit3-tiny_digitscenes.py CHECKPOINT
+    cosub-test-seg CONFIG CHECKPOINT --tta --out results/ --show-dir vis/ --confusion-matrix
+    bash tools/dist_test_seg.sh CONFIG CHECKPOINT 8 --tta
+"""
+import argparse
+import os.path as osp
+
+from mmengine.config import Config, DictAction
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+from cosub_seg.engine import setup_distributed, teardown_distributed
+from cosub_seg.engine.launch import merge_cfg_options, use_bn_without_gpu
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('config', help='config file')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='where the evaluation log goes (default: work_dirs/<config name>)')
+    parser.add_argument('--tta', action='store_true', help="multi-scale + flip test (the config's tta_pipeline)")
+    parser.add_argument('--out', help='write the predicted label maps (PNG) to this folder')
+    parser.add_argument('--show-dir', help='write image / ground truth / prediction overlays to this folder')
+    parser.add_argument('--confusion-matrix', action='store_true',
+                        help='also count the pixel confusion matrix (written to the JSON log of the run)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config entries')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    for path, what in ((args.config, 'config'), (args.checkpoint, 'checkpoint')):
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'{what} file {path} does not exist')
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        merge_cfg_options(cfg, args.cfg_options, args.config)
+    cfg.work_dir = args.work_dir or osp.join('work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from = args.checkpoint
+    if args.tta:
+        if 'tta_pipeline' not in cfg or 'tta_model' not in cfg:
+            raise KeyError(f'--tta needs tta_pipeline and tta_model in {args.config}')
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+        cfg.tta_model.module = cfg.model
+        cfg.model = cfg.tta_model
+    if args.out:
+        cfg.test_evaluator['output_dir'] = args.out
+    if args.confusion_matrix:
+        evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, (list, tuple)) else [cfg.test_evaluator]
+        ignore_index = evaluators[0].get('ignore_index', 255)
+        cfg.test_evaluator = [*evaluators, dict(type='ConfusionMatrixMetric', ignore_index=ignore_index)]
+    if args.show_dir:
+        hook = cfg.default_hooks.get('visualization')
+        if hook is None:
+            raise KeyError(f'--show-dir needs default_hooks.visualization (SegVisualizationHook) in {args.config}')
+        hook.update(draw=True, interval=1)
+        cfg.visualizer['save_dir'] = args.show_dir
+    cfg.custom_hooks = [*cfg.get('custom_hooks', []), dict(type='ProgressBarHook')]
+    use_bn_without_gpu(cfg.model)
+    setup_distributed(cfg, args.launcher)
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    metrics = runner.test()
+    if runner.rank == 0:
+        print('  '.join(f'{key}: {metrics[key]:.2f}' for key in ('aAcc', 'mIoU', 'mAcc') if key in metrics))
+    teardown_distributed()  # a distributed run exits here
+    return metrics
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,135 @@
+"""tools/pipeline.py end to end on the digits at a tiny budget: both report files, their numbers, the pictures and
+the exports."""
+import glob
+import json
+import os.path as osp
+
+import cv2
+import numpy as np
+import pytest
+import timm
+import torch
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+
+from cosub_seg.datasets.digit_scenes import write_digit_scenes
+from cosub_seg.registry import MODELS
+from test_pretrain_tool import digits_options, run_tool, scalars
+from test_seg_tools import seg_options
+from test_visualization import png_size
+
+PRETRAIN_CONFIG = 'configs/pretrain/cosub_deit3-tiny_digits.py'
+SEG_CONFIG = 'configs/seg/upernet_cosub-deit3-tiny_digitscenes.py'
+REPORT_KEYS = {'top1', 'top5', 'top1_at_epoch', 'mIoU', 'aAcc', 'mAcc', 'per_class_iou', 'confusion_matrix',
+               'wall_time_s', 'configs', 'checkpoints', 'exports', 'pictures', 'commands', 'environment'}
+CLASSES = ['background'] + [f'digit {i}' for i in range(10)]
+
+
+@pytest.fixture(scope='module')
+def pipeline_run(digits_root, tmp_path_factory, python):
+    scenes = str(tmp_path_factory.mktemp('scenes'))
+    write_digit_scenes(scenes, num_train=16, num_val=4)
+    work_dir = str(tmp_path_factory.mktemp('pipeline'))
+    iters = 2
+    proc = run_tool([python, 'tools/pipeline.py', PRETRAIN_CONFIG, SEG_CONFIG, '--work-dir', work_dir,
+                     '--tensorboard', '--num-overlays', '2',
+                     '--pretrain-options', *digits_options(digits_root, epochs=1),
+                     '--seg-options', *seg_options(scenes, iters=iters)])
+    with open(osp.join(work_dir, 'report.json')) as f:
+        report = json.load(f)
+    return dict(work_dir=work_dir, scenes=scenes, report=report, stdout=proc.stdout)
+
+
+@pytest.mark.slow
+def test_report_files_hold_the_expected_keys_and_numbers(pipeline_run):
+    report, work_dir = pipeline_run['report'], pipeline_run['work_dir']
+    assert set(report) == REPORT_KEYS
+    assert set(report['wall_time_s']) == {'pretrain', 'finetune', 'export', 'evaluate', 'pictures', 'total'}
+    # top-1 is the pretraining's validation at the epoch of the checkpoint handed over (epoch 1 of 1).
+    val = [r for r in scalars(osp.join(work_dir, 'pretrain')) if 'accuracy/top1' in r]
+    assert report['checkpoints']['pretrain'] == osp.join(work_dir, 'pretrain', 'epoch_1.pth')
+    assert (report['top1'], report['top1_at_epoch']) == (val[-1]['accuracy/top1'], 1)
+    assert report['checkpoints']['seg'] == osp.join(work_dir, 'seg', 'iter_2.pth')
+    # The fine-tuning started from that checkpoint.
+    used = Config.fromfile(report['configs']['seg_as_run'])
+    assert used.model.backbone.init_cfg.checkpoint == report['checkpoints']['pretrain']
+    assert list(report['per_class_iou']) == CLASSES
+    ious = np.array(list(report['per_class_iou'].values()), dtype=float)
+    assert report['mIoU'] == pytest.approx(np.nanmean(ious), abs=0.01)
+    # The confusion matrix counts every labelled pixel of the 4 validation scenes once (0 = unlabeled, ignored),
+    # and its IoUs are the reported ones.
+    counts = np.array(report['confusion_matrix']['counts'])
+    labels = [cv2.imread(p, cv2.IMREAD_UNCHANGED)
+              for p in sorted(glob.glob(osp.join(pipeline_run['scenes'], 'annotations/validation/*.png')))]
+    assert counts.shape == (11, 11) and len(labels) == 4
+    assert counts.sum() == sum(int((label != 0).sum()) for label in labels)
+    np.testing.assert_array_equal(counts.sum(axis=1), [sum(int((label == c + 1).sum()) for label in labels)
+                                                       for c in range(11)])
+    diag = np.diag(counts).astype(float)
+    union = counts.sum(0) + counts.sum(1) - diag
+    from_matrix = np.divide(diag * 100, union, out=np.full(11, np.nan), where=union > 0)
+    np.testing.assert_allclose(from_matrix, ious, atol=0.006)
+    # report.md shows the numbers and links every picture.
+    with open(osp.join(work_dir, 'report.md')) as f:
+        markdown = f.read()
+    assert f'mIoU {report["mIoU"]:.2f}' in markdown and f'val top-1 {report["top1"]:.2f} %' in markdown
+    pictures = report['pictures']
+    for path in [pictures['pretrain_curves'], pictures['finetune_curves'], pictures['per_class_iou'],
+                 pictures['confusion_matrix'], *pictures['overlays']]:
+        assert f']({path})' in markdown
+    assert 'mIoU' in pipeline_run['stdout'] and 'report.md' in pipeline_run['stdout']
+
+
+@pytest.mark.slow
+def test_pictures_are_pngs_of_the_expected_size(pipeline_run):
+    pictures, work_dir = pipeline_run['report']['pictures'], pipeline_run['work_dir']
+    assert png_size(osp.join(work_dir, pictures['pretrain_curves'])) == (1500, 400)
+    assert png_size(osp.join(work_dir, pictures['finetune_curves'])) == (1500, 400)
+    assert png_size(osp.join(work_dir, pictures['per_class_iou'])) == (800, 375)  # 11 classes: 0.25 * 11 + 1 in
+    assert png_size(osp.join(work_dir, pictures['confusion_matrix'])) == (900, 800)
+    assert len(pictures['overlays']) == 2
+    for path in pictures['overlays']:
+        assert png_size(osp.join(work_dir, path)) == (3 * 128, 128)  # image | truth | prediction of a scene
+
+
+@pytest.mark.slow
+def test_tensorboard_switch_logs_both_stages(pipeline_run):
+    for stage in ('pretrain', 'seg'):
+        assert glob.glob(osp.join(pipeline_run['work_dir'], stage, '*', 'vis_data', 'events.out.tfevents.*'))
+        assert glob.glob(osp.join(pipeline_run['work_dir'], stage, '*', 'vis_data', 'scalars.json'))
+
+
+@pytest.mark.slow
+def test_exported_backbone_of_the_run_gives_the_same_logits_in_timm(pipeline_run):
+    report = pipeline_run['report']
+    cfg = Config.fromfile(report['configs']['pretrain_as_run'])
+    with DefaultScope.overwrite_default_scope('cosub_seg'):
+        ours = MODELS.build(cfg.model).eval()
+    state = torch.load(report['checkpoints']['pretrain'], map_location='cpu', weights_only=True)['state_dict']
+    ours.load_state_dict(state)
+    theirs = timm.create_model('deit3_small_patch16_224', pretrained=True, num_classes=10,
+                               **cfg.model.model_kwargs,
+                               pretrained_cfg_overlay=dict(file=report['exports']['backbone']['weights'],
+                                                           num_classes=10)).eval()
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(x), ours(x, mode='tensor'), rtol=0, atol=0)
+
+
+def test_checkpoint_choice_and_the_validation_that_goes_with_it(tmp_path):
+    from cosub_seg.cli.pipeline import best_checkpoint, checkpoint_step, last_checkpoint, validation_at
+    with pytest.raises(FileNotFoundError, match='saved no checkpoint'):
+        last_checkpoint(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match='run without --use-best'):
+        best_checkpoint(str(tmp_path))
+    (tmp_path / 'best_accuracy_top1_epoch_3.pth').write_bytes(b'')
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'epoch_5.pth'))
+    assert last_checkpoint(str(tmp_path)) == str(tmp_path / 'epoch_5.pth')
+    best = best_checkpoint(str(tmp_path))
+    assert (checkpoint_step(best), checkpoint_step(str(tmp_path / 'epoch_5.pth'))) == (3, 5)
+    assert checkpoint_step('iter_2000.pth') == 2000 and checkpoint_step('model.safetensors') is None
+    records = [{'loss': 1.0, 'step': 1}, {'accuracy/top1': 60.0, 'step': 1}, {'accuracy/top1': 80.0, 'step': 3},
+               {'accuracy/top1': 70.0, 'step': 5}]
+    assert validation_at(records, 3, 'accuracy/top1')['accuracy/top1'] == 80.0
+    assert validation_at(records, 4, 'accuracy/top1')['accuracy/top1'] == 70.0  # not validated: the last one
+    assert validation_at(records, 1, 'mIoU') is None

@@ -1,0 +1,15 @@
+r"""One command from a pretraining config to a segmentation report: pretraining -> hand-off -> fine-tuning ->
+export -> evaluation -> pictures -> report.md + report.json (`make demo` runs it on the digits).
+
+Examples:
+    python tools/pipeline.py configs/pretrain/cosub_deit3-tiny_digits.py \
+        configs/seg/upernet_cosub-deit3-tiny_digitscenes.py --work-dir work_dirs/demo
+    python tools/pipeline.py PRETRAIN_CONFIG SEG_CONFIG --tensorboard \
+        --pretrain-options train_cfg.max_epochs=5 --seg-options train_cfg.max_iters=500
+
+The code is cosub_seg/cli/pipeline.py (installed as the console script ``cosub-pipeline``).
+"""
+from cosub_seg.cli.pipeline import main
+
+if __name__ == '__main__':
+    main()
