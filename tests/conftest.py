@@ -1,5 +1,7 @@
 import os
+import shutil
 import sys
+import tempfile
 
 import pytest
 
@@ -19,3 +21,24 @@ def digits_root(tmp_path_factory):
 @pytest.fixture(scope='session')
 def python():
     return sys.executable
+
+
+# Measured peak of the test files on disk during `make test` (the slow recipe tests save full-size checkpoints,
+# DeiT III-L's is ~5 GB with EMA and AdamW state, plus its best-accuracy copy): 12.1 GB. The check runs before any
+# test, so a disk that is too full fails in a second with the reason instead of with ENOSPC minutes later.
+SLOW_TESTS_DISK_GB = 13
+
+
+def pytest_collection_finish(session):
+    if session.config.option.collectonly:
+        return
+    if not any(item.get_closest_marker('slow') for item in session.items):
+        return
+    base = os.path.abspath(session.config.option.basetemp or tempfile.gettempdir())
+    while not os.path.exists(base):
+        base = os.path.dirname(base)
+    free_gb = shutil.disk_usage(base).free / 1e9
+    if free_gb < SLOW_TESTS_DISK_GB:
+        pytest.exit(f'the slow tests write up to {SLOW_TESTS_DISK_GB} GB under {base}, but only {free_gb:.1f} GB '
+                    'is free there: free some space, point --basetemp at a larger disk, or run `make test-fast` '
+                    '(no slow tests)', returncode=1)
