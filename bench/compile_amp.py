@@ -17,6 +17,7 @@ import copy
 import os.path as osp
 import sys
 import time
+from typing import Optional
 
 import torch
 from mmengine.config import Config
@@ -46,8 +47,12 @@ def pretrain_case(batch: int):
     return model, dict(inputs=inputs, data_samples=samples)
 
 
-def seg_case(batch: int):
-    cfg = Config.fromfile(SEG_CONFIG).model
+def seg_case(batch: int, options: Optional[dict] = None):
+    """The demo's UperNet with random weights and a batch of random crops; ``options`` are ``--cfg-options`` style
+    overrides of the config (e.g. ``{'model.num_submodels': 2}``)."""
+    config = Config.fromfile(SEG_CONFIG)
+    config.merge_from_dict(dict(options or {}))
+    cfg = config.model
     cfg.backbone.init_cfg = None
     cfg.backbone.drop_path_sampling = 'fixed'
     for key in ('decode_head', 'auxiliary_head'):
