@@ -125,3 +125,26 @@ def test_bad_arguments_name_the_culprit(bad, match):
     args.update(bad)
     with pytest.raises(ValueError, match=match):
         cosub_loss(**args)
+
+
+@pytest.mark.parametrize('lam', [0.5, 0.3])
+def test_ce_peer_term_sends_no_gradient_into_the_teacher(lam):
+    """The CE form's stop-gradient, against the gradient worked by hand: d/do_i of soft CE -sum(t log softmax(o_i))
+    with t fixed is softmax(o_i) - t, so with k = 2 the peer term lam * (CE(o1, sg(p2)) + CE(o2, sg(p1))) / 2 (each
+    CE a mean over the B rows) gives o1 exactly lam / 2 * (softmax(o1) - softmax(o2)) / B, and nothing through o1's
+    role as o2's teacher."""
+    torch.manual_seed(2)
+    o1 = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
+    o2 = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([0, 1, 2, 3])
+    peer = cosub_loss(torch.stack([o1, o2]), labels, lam=lam, loss_type='ce').peer
+    g1, g2 = torch.autograd.grad(peer, [o1, o2])
+    batch = o1.shape[0]
+    p1, p2 = o1.detach().softmax(-1), o2.detach().softmax(-1)
+    torch.testing.assert_close(g1, lam / 2 * (p1 - p2) / batch, rtol=0, atol=1e-15)
+    torch.testing.assert_close(g2, lam / 2 * (p2 - p1) / batch, rtol=0, atol=1e-15)
+    # The label term: d/do_i of (1 - lam) / 2 * CE(o_i, y) is (1 - lam) / 2 * (softmax(o_i) - onehot(y)) / B.
+    label = cosub_loss(torch.stack([o1, o2]), labels, lam=lam, loss_type='ce').label
+    (g1_label,) = torch.autograd.grad(label, [o1])
+    y = torch.nn.functional.one_hot(labels, 5).double()
+    torch.testing.assert_close(g1_label, (1 - lam) / 2 * (p1 - y) / batch, rtol=0, atol=1e-15)

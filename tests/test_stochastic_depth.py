@@ -286,3 +286,95 @@ def test_ddp_survives_a_branch_dropped_for_every_row(tmp_path):
                 proc.kill()
         assert codes == [0, 0], codes
         torch.testing.assert_close(results[0], results[1], rtol=0, atol=0)
+
+
+def _seed_keeping_every_row(batch, p):
+    """The first seed whose Bernoulli draw of ``batch`` rows at rate ``p`` keeps every row (torch.rand < 1 - p, as
+    StochasticDepth.draw draws), found by replaying the draw here."""
+    for seed in range(100):
+        torch.manual_seed(seed)
+        if bool((torch.rand(batch) < 1 - p).all()):
+            return seed
+    raise AssertionError('no seed in 0..99 keeps every row')
+
+
+@pytest.mark.parametrize('batch', [1, 2])
+def test_a_draw_that_keeps_every_row_still_scales_the_branch(batch):
+    """The skip path's shortcut for a draw in which no row is dropped (the common case in the segmentation recipes:
+    2-4 images per GPU at p = 0.1) against x + branch(x) / (1 - p), worked here, and against masking."""
+    p = 0.1
+    seed = _seed_keeping_every_row(batch, p)
+    torch.manual_seed(seed)
+    mask, _, scale = StochasticDepth(p).draw(batch, torch.device('cpu'))
+    assert bool(mask.all()) and scale == pytest.approx(1 / 0.9)  # the draw this test is about: every row kept
+    torch.manual_seed(0)
+    x = torch.randn(batch, 3, 4, dtype=torch.float64)
+    branch = Branch(dim=4).double()
+    with torch.no_grad():
+        expected = x + branch(x) / (1 - p)
+        outs = {}
+        for compute in ('skip', 'mask'):
+            sd = StochasticDepth(p, sampling='bernoulli', compute=compute).train()
+            torch.manual_seed(seed)
+            outs[compute] = sd.add_residual(x, branch, anchor=branch)
+    assert branch.rows_seen[-2] == batch  # skipping ran the branch once, on every row (no gather)
+    torch.testing.assert_close(outs['skip'], expected, rtol=0, atol=1e-14)
+    torch.testing.assert_close(outs['mask'], expected, rtol=0, atol=1e-14)
+
+
+class _DrawSpy:
+    """Wraps every StochasticDepth.draw of a model and records, per slot, the kept row indices of each draw."""
+
+    def __init__(self, model):
+        self.kept = {}
+        for name, module in model.named_modules():
+            if isinstance(module, StochasticDepth):
+                module.draw = self._wrap(name, module.draw)
+
+    def _wrap(self, name, draw):
+        def spy(batch, device):
+            mask, indices, scale = draw(batch, device)
+            rows = indices if indices is not None else mask.nonzero().squeeze(1)
+            self.kept.setdefault(name, []).append((sorted(rows.tolist()), scale))
+            return mask, indices, scale
+        return spy
+
+
+def test_fixed_sampling_through_a_whole_vit_keeps_the_count_and_equals_masking():
+    """'fixed' sampling in a tiny timm ViT made skipping by configure_stochastic_depth: every branch of every step
+    keeps exactly round(B (1 - p)) rows (worked here: 6 * 0.7 = 4.2 -> 4), its attention / MLP run on those rows
+    only (forward hooks), each kept row is scaled by B / n = 6 / 4, and the network's output is the masked network's
+    output for the same draws (float64)."""
+    batch, p = 6, 0.3
+    expected_kept = 4
+    assert expected_kept == round(batch * (1 - p))
+    kwargs = dict(img_size=16, patch_size=8, embed_dim=16, depth=2, num_heads=2, num_classes=3, drop_path_rate=p,
+                  init_values=1.0)  # LayerScale 1, not DeiT III's 1e-6: the branches weigh in the output
+    models, spies = {}, {}
+    for compute in ('skip', 'mask'):
+        torch.manual_seed(0)
+        models[compute] = timm.create_model('deit3_small_patch16_224', **kwargs).double()
+        info = configure_stochastic_depth(models[compute], p, 'constant', compute=compute, sampling='fixed')
+        assert info['slots'] == 4 and info['blocks'] == 2
+        spies[compute] = _DrawSpy(models[compute])
+    models['skip'].load_state_dict(models['mask'].state_dict())
+    rows = []
+    for block in models['skip'].blocks:
+        for branch in (block.attn, block.mlp):
+            branch.register_forward_hook(lambda mod, inp, out: rows.append(inp[0].shape[0]))
+    x = torch.randn(batch, 3, 16, 16, dtype=torch.float64)
+    for step in range(3):
+        outs = {}
+        for compute, model in models.items():
+            model.train()
+            torch.manual_seed(100 + step)
+            outs[compute] = model(x)
+        torch.testing.assert_close(outs['skip'], outs['mask'], rtol=0, atol=1e-12)
+        assert rows[-4:] == [expected_kept] * 4, step
+    for name, draws in spies['skip'].kept.items():
+        assert len(draws) == 3
+        assert draws == spies['mask'].kept[name]  # masking drew the same rows
+        for kept, scale in draws:
+            assert len(kept) == expected_kept and len(set(kept)) == expected_kept and scale == batch / expected_kept
+    assert sorted(spies['skip'].kept) == ['blocks.0.drop_path1', 'blocks.0.drop_path2', 'blocks.1.drop_path1',
+                                          'blocks.1.drop_path2']
