@@ -9,15 +9,52 @@ from mmseg.registry import OPTIM_WRAPPER_CONSTRUCTORS as SEG_OPTIM_WRAPPER_CONST
 from mmseg.registry import OPTIM_WRAPPERS as SEG_OPTIM_WRAPPERS
 from mmseg.registry import OPTIMIZERS as SEG_OPTIMIZERS
 from timm.models import group_parameters
+from timm.models._manipulate import MATCH_PREV_GROUP
+from timm.models.pit import PoolingVisionTransformer
 
 from .optimizers import no_weight_decay_names
 
 
+# Families whose timm class has no ``group_matcher()``, with one in timm's format. PiT: the stem is the patch
+# embedding, its position map and the class token; each stage's pooling layer joins the stage's first block, as
+# timm's Swin and ConvNeXt matchers do with their downsampling layers.
+GROUP_MATCHERS = {
+    PoolingVisionTransformer: dict(
+        stem=r'^cls_token|pos_embed|patch_embed',
+        blocks=[(r'^transformers\.(\d+)\.pool', (0,)), (r'^transformers\.(\d+)\.blocks\.(\d+)', None),
+                (r'^transformers\.(\d+)\.norm', MATCH_PREV_GROUP), (r'^norm', MATCH_PREV_GROUP)],
+    ),
+}
+
+
+def group_matcher(timm_model: nn.Module) -> dict:
+    """timm's ``group_matcher(coarse=False)`` of the model, or ours from :data:`GROUP_MATCHERS`."""
+    if hasattr(timm_model, 'group_matcher'):
+        return timm_model.group_matcher(coarse=False)
+    for cls, matcher in GROUP_MATCHERS.items():
+        if isinstance(timm_model, cls):
+            return matcher
+    raise TypeError(f'{type(timm_model).__name__} has no group_matcher() and cosub_seg knows no layer order for it, '
+                    'so layer-wise lr decay cannot be applied: add a matcher to GROUP_MATCHERS in '
+                    'cosub_seg/engine/layer_decay.py, or use the default optimiser constructor (remove '
+                    "optim_wrapper.constructor='LayerDecayOptimWrapperConstructor' and paramwise_cfg.layer_decay_rate)")
+
+
 def backbone_layer_ids(timm_model: nn.Module) -> Dict[str, int]:
-    """Depth of each parameter of a timm model (0 = stem, then blocks or stages), read from its ``group_matcher``."""
-    if not hasattr(timm_model, 'group_matcher'):
-        raise TypeError(f'{type(timm_model).__name__} has no group_matcher(): its layer depths are unknown')
-    return group_parameters(timm_model, timm_model.group_matcher(coarse=False), reverse=True)
+    """Depth of each parameter of a timm model (0 = stem, then blocks or stages), from its group matcher.
+
+    Every parameter must be matched: timm puts unmatched ones (a head, or a layer the matcher does not know) in one
+    extra group after the last block, which would silently give them the top block's learning rate."""
+    matcher = group_matcher(timm_model)
+    patterns = [re.compile(spec if isinstance(spec, str) else spec[0])
+                for specs in matcher.values() if specs is not None
+                for spec in (specs if isinstance(specs, (list, tuple)) else [specs])]
+    unmatched = [name for name, _ in timm_model.named_parameters() if not any(p.match(name) for p in patterns)]
+    if unmatched:
+        raise ValueError(f'the layer order of {type(timm_model).__name__} does not place {len(unmatched)} '
+                         f'parameter(s), e.g. {unmatched[:5]}: extend its group matcher (GROUP_MATCHERS in '
+                         'cosub_seg/engine/layer_decay.py)')
+    return group_parameters(timm_model, matcher, reverse=True)
 
 
 @SEG_OPTIM_WRAPPER_CONSTRUCTORS.register_module()
@@ -46,7 +83,7 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         for name, param in module.named_parameters():
             if not param.requires_grad:
                 continue
-            layer = layer_of.get(name[len(prefix):], num_layers - 1) if name.startswith(prefix) else num_layers
+            layer = layer_of[name[len(prefix):]] if name.startswith(prefix) else num_layers
             decays = not (param.ndim <= 1 or name in no_decay or re.search(r'(^|\.)(pos_embed|cls_token)$', name))
             key = (layer, decays)
             if key not in groups:
