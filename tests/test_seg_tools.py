@@ -5,6 +5,7 @@ import re
 
 import cv2
 import mmseg
+import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
@@ -49,6 +50,26 @@ def seg_options(scenes, checkpoint=None, iters=4):
     ]
 
 
+def miou_of_saved_predictions(pred_dir, scenes, num_classes=11):
+    """mIoU (%) of the label maps a test wrote with --out, worked here from the files: the validation annotations
+    reduced as the config reduces them (ADE20k's convention, reduce_zero_label: 0 -> ignored, v -> v - 1), the saved
+    predictions shifted the same way (mmseg writes prediction + 1 when labels were reduced), a confusion matrix by
+    np.bincount, IoU = diag / (row + col - diag), averaged over the classes that occur."""
+    labels = sorted(glob.glob(osp.join(scenes, 'annotations', 'validation', '*.png')))
+    assert len(labels) == 4
+    counts = np.zeros(num_classes * num_classes, np.int64)
+    for path in labels:
+        label = cv2.imread(path, cv2.IMREAD_UNCHANGED).astype(np.int64) - 1
+        pred = cv2.imread(osp.join(pred_dir, osp.basename(path)), cv2.IMREAD_UNCHANGED).astype(np.int64) - 1
+        assert pred.shape == label.shape and pred.min() >= 0 and pred.max() < num_classes
+        keep = label >= 0
+        counts += np.bincount(label[keep] * num_classes + pred[keep], minlength=num_classes ** 2)
+    counts = counts.reshape(num_classes, num_classes).astype(np.float64)
+    diag = np.diag(counts)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        return float(np.nanmean(diag / (counts.sum(0) + counts.sum(1) - diag)) * 100)
+
+
 @pytest.mark.slow
 def test_pretrain_checkpoint_survives_init_weights(pretrained):
     cfg = Config.fromfile(SEG_CONFIG)
@@ -68,14 +89,19 @@ def test_train_seg_then_test_seg(pretrained, scenes, tmp_path, python):
     run_tool([python, 'tools/train_seg.py', SEG_CONFIG, '--work-dir', work_dir,
               '--cfg-options', *seg_options(scenes, pretrained)])
     records = scalars(work_dir)
-    assert any('mIoU' in r for r in records)
+    [validation] = [r for r in records if 'mIoU' in r]
     assert any('decode.loss_ce' in r for r in records)
     checkpoint = osp.join(work_dir, 'iter_4.pth')
+    out = tmp_path / 'preds'
     proc = run_tool([python, 'tools/test_seg.py', SEG_CONFIG, checkpoint, '--work-dir', str(tmp_path / 'test'),
-                     '--cfg-options', *seg_options(scenes, pretrained)])
+                     '--out', str(out), '--cfg-options', *seg_options(scenes, pretrained)])
     match = re.search(r'aAcc: ([\d.]+)\s+mIoU: ([\d.]+)\s+mAcc: ([\d.]+)', proc.stdout)
     assert match, proc.stdout[-2000:]
-    assert 0 <= float(match.group(2)) <= 100
+    # The printed mIoU is the one of the predictions it wrote (2 decimals), and the one validation logged for the
+    # same weights on the same scenes at the end of training.
+    expected = miou_of_saved_predictions(str(out), scenes)
+    assert float(match.group(2)) == pytest.approx(expected, abs=0.005 + 1e-6)
+    assert validation['mIoU'] == pytest.approx(expected, abs=0.005 + 1e-6)
     assert 'digit 9' in proc.stdout + proc.stderr  # the per-class table
     assert re.search(r'\] 4/4, [\d.]+ task/s, elapsed: \d+s, ETA: +0s', proc.stdout)  # the progress bar
 
@@ -86,7 +112,10 @@ def test_cosub_fine_tuning_through_the_tool(pretrained, scenes, tmp_path, python
     run_tool([python, 'tools/train_seg.py', SEG_CONFIG, '--work-dir', work_dir, '--cfg-options',
               *seg_options(scenes, pretrained, iters=2), 'model.num_submodels=2'])
     train = [r for r in scalars(work_dir) if 'decode.loss_peer' in r]
-    assert train and all(r['decode.loss_peer'] > 0 for r in train)
+    assert len(train) == 2 and all(r['decode.loss_peer'] > 0 for r in train)
+    # The peer term is part of the loss that was optimised: the logged total is the sum of the logged terms.
+    for r in train:
+        assert r['loss'] == pytest.approx(r['decode.loss_ce'] + r['decode.loss_peer'] + r['aux.loss_ce'], rel=1e-4)
 
 
 @pytest.mark.slow
@@ -95,11 +124,19 @@ def test_upstream_mmseg_tools_run_our_config(pretrained, scenes, tmp_path, pytho
     work_dir = str(tmp_path / 'upstream')
     run_tool([python, osp.join(tools, 'train.py'), SEG_CONFIG, '--work-dir', work_dir,
               '--cfg-options', *seg_options(scenes, pretrained)])
-    assert any('mIoU' in r for r in scalars(work_dir))
+    [validation] = [r for r in scalars(work_dir) if 'mIoU' in r]
     checkpoint = glob.glob(osp.join(work_dir, 'iter_4.pth'))[0]
+    out = tmp_path / 'upstream_preds'
     proc = run_tool([python, osp.join(tools, 'test.py'), SEG_CONFIG, checkpoint, '--work-dir',
-                     str(tmp_path / 'upstream_test'), '--cfg-options', *seg_options(scenes, pretrained)])
-    assert 'mIoU' in proc.stdout + proc.stderr
+                     str(tmp_path / 'upstream_test'), '--out', str(out),
+                     '--cfg-options', *seg_options(scenes, pretrained)])
+    # mmseg's test.py logs 'mIoU: <value>' (4 decimals of the metric's 2): that of the predictions it wrote with
+    # --out, and of the validation at the end of training (same weights, same scenes).
+    match = re.search(r'mIoU: ([\d.]+)', proc.stdout + proc.stderr)
+    assert match, (proc.stdout + proc.stderr)[-2000:]
+    expected = miou_of_saved_predictions(str(out), scenes)
+    assert float(match.group(1)) == pytest.approx(expected, abs=0.005 + 1e-6)
+    assert validation['mIoU'] == pytest.approx(expected, abs=0.005 + 1e-6)
 
 
 @pytest.mark.slow
@@ -111,9 +148,11 @@ def test_test_seg_tta_writes_predictions_and_overlays(pretrained, scenes, tmp_pa
     proc = run_tool([python, 'tools/test_seg.py', SEG_CONFIG, osp.join(work_dir, 'iter_2.pth'), '--tta',
                      '--out', str(out), '--show-dir', str(show), '--work-dir', str(tmp_path / 'test'),
                      '--cfg-options', *seg_options(scenes, pretrained, iters=2)])
-    assert re.search(r'mIoU: [\d.]+', proc.stdout)
+    match = re.search(r'mIoU: ([\d.]+)', proc.stdout)
     preds = sorted(out.glob('*.png'))
     assert len(preds) == 4  # one label map per validation scene
+    assert match and float(match.group(1)) == pytest.approx(miou_of_saved_predictions(str(out), scenes),
+                                                            abs=0.005 + 1e-6)
     overlays = glob.glob(str(show / '**' / '*.png'), recursive=True)
     assert overlays
     # The seg runtime's SideBySideSegVisualizer: image | ground truth | prediction of a 128x128 scene.
