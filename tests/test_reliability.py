@@ -367,6 +367,26 @@ def test_hostile_checkpoints_are_refused_by_mmengine_loading_even_with_the_unsaf
     assert not marker.exists()
 
 
+@pytest.mark.parametrize('legacy', [False, True], ids=['zip', 'legacy'])
+def test_the_resume_scan_never_runs_a_hostile_checkpoint(tmp_path, monkeypatch, legacy):
+    """--resume auto loads every epoch_*/iter_*.pth of the work dir to rank them. A hostile epoch_9.pth (its pickle
+    opens a marker file for writing when unpickled without weights_only) next to a legit epoch_2.pth, with torch's
+    TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 (which turns every torch.load that does not pass weights_only into an unsafe
+    one): the payload never runs and epoch_2.pth is chosen. A zip file reaches _training_iteration's torch.load; a
+    legacy (non-zip) file is read by is_complete_checkpoint's torch.load first."""
+    monkeypatch.setenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+    marker = tmp_path / 'pwned'
+    work_dir = tmp_path / 'work'
+    work_dir.mkdir()
+    torch.save({'meta': {'iter': 8}, 'state_dict': {'w': torch.zeros(3)}}, work_dir / 'epoch_2.pth')
+    # The hostile file claims the newest iteration: were it loaded, it would also be the one chosen.
+    torch.save({'meta': {'iter': 99}, 'state_dict': {}, 'payload': _Hostile(str(marker))}, work_dir / 'epoch_9.pth',
+               _use_new_zipfile_serialization=not legacy)
+    (work_dir / 'last_checkpoint').write_text(str(work_dir / 'epoch_9.pth'))
+    assert find_resumable_checkpoint(str(work_dir)) == str(work_dir / 'epoch_2.pth')
+    assert not marker.exists()
+
+
 def test_a_checkpoint_whose_head_has_other_classes_is_refused(tmp_path):
     other = ToyModel()
     other.linear = nn.Linear(2, 3, bias=False)  # three outputs where the model has one
@@ -377,7 +397,17 @@ def test_a_checkpoint_whose_head_has_other_classes_is_refused(tmp_path):
     with pytest.raises(ValueError, match=re.escape(expected) + '.*trained for 3 classes and the config has 1'):
         runner.load_checkpoint(path)
     relaxed = toy_runner(tmp_path, hooks=dict(checkpoint_fit=dict(type='CheckpointFitHook', ignore_keys=['linear'])))
+    initial = relaxed.model.linear.weight.detach().clone()
     relaxed.load_checkpoint(path)  # allowed: the layer keeps its initialisation
+    assert relaxed.model.linear.weight.shape == (1, 2)
+    torch.testing.assert_close(relaxed.model.linear.weight.detach(), initial, rtol=0, atol=0)
+    # And a checkpoint that fits is loaded: its weights, not the initialisation, are in the model afterwards.
+    fitting = ToyModel()
+    with torch.no_grad():
+        fitting.linear.weight.copy_(torch.tensor([[0.25, -1.5]]))
+    torch.save({'state_dict': fitting.state_dict(), 'meta': {}}, str(tmp_path / 'fits.pth'))
+    relaxed.load_checkpoint(str(tmp_path / 'fits.pth'))
+    torch.testing.assert_close(relaxed.model.linear.weight.detach(), torch.tensor([[0.25, -1.5]]), rtol=0, atol=0)
 
 
 # ---------------------------------------------------------------------------------------------- numerical faults
