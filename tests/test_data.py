@@ -112,11 +112,105 @@ def test_solarize_inverts_bright_pixels():
     np.testing.assert_array_equal(out, [[[0, 127, 127]], [[55, 0, 10]]])
 
 
-def test_color_jitter_keeps_dtype_and_range():
-    random.seed(0)
-    img = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
-    out = ColorJitter(0.3, 0.3, 0.3)(dict(img=img))['img']
-    assert out.dtype == np.uint8 and out.shape == img.shape and not np.array_equal(out, img)
+def _gray(img):
+    """BT.601 luma of a BGR image, rounded to uint8 (what cv2's BGR2GRAY gives)."""
+    b, g, r = (img[..., i].astype(np.float64) for i in range(3))
+    return np.floor(0.114 * b + 0.587 * g + 0.299 * r + 0.5)
+
+
+def _jitter_by_hand(img, op, factor):
+    """torchvision's definitions, as mmcv's cv2 backend computes them on uint8 images: brightness blends with
+    black and truncates, contrast blends with the (rounded) mean grey level and truncates, saturation blends with
+    the grey image and rounds."""
+    x = img.astype(np.float64)
+    if op == 'brightness':
+        return np.floor(np.clip(factor * x, 0, 255))
+    if op == 'contrast':
+        return np.floor(np.clip(factor * x + (1 - factor) * np.floor(_gray(img).mean() + 0.5), 0, 255))
+    return np.clip(np.floor(factor * x + (1 - factor) * _gray(img)[..., None] + 0.5), 0, 255)
+
+
+JITTER_OPS = ('brightness', 'contrast', 'saturation')  # the order of ColorJitter's list before its shuffle
+
+
+def _replayed_draws(seed, strengths):
+    """The order and the factors ColorJitter draws after random.seed(seed): a shuffle of its three operations,
+    then one uniform factor in [1 - s, 1 + s] per operation with a strength, in the shuffled order."""
+    random.seed(seed)
+    order = list(JITTER_OPS)
+    random.shuffle(order)
+    return [(op, random.uniform(1 - strengths[op], 1 + strengths[op])) for op in order if strengths[op] > 0]
+
+
+@pytest.mark.parametrize('op', JITTER_OPS)
+def test_color_jitter_applies_the_drawn_factor(op):
+    """One operation at a time, against its formula (_jitter_by_hand) with the factor replayed from the seed. The
+    tolerance of one grey level covers float32 (cv2) against float64 (here) at a truncation boundary."""
+    img = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    strengths = {name: (0.4 if name == op else 0.0) for name in JITTER_OPS}
+    [(drawn, factor)] = _replayed_draws(7, strengths)
+    assert drawn == op and abs(factor - 1) > 0.05  # the seed draws a factor that changes the image
+    random.seed(7)
+    out = ColorJitter(**strengths)(dict(img=img.copy()))['img']
+    assert out.dtype == np.uint8 and out.shape == img.shape
+    expected = _jitter_by_hand(img, op, factor)
+    assert np.abs(out.astype(np.float64) - expected).max() <= 1
+    # A wrong factor (the other end of the range) is far from it: the check above has teeth.
+    assert np.abs(_jitter_by_hand(img, op, 2 - factor) - expected).max() > 20
+
+
+def test_color_jitter_applies_all_three_in_the_drawn_order():
+    """The three operations in the shuffled order with their replayed factors, composed by hand (grey levels
+    rounded as the uint8 pipeline rounds them after each step); one level of tolerance per step."""
+    img = np.random.default_rng(1).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    strengths = dict(brightness=0.4, contrast=0.3, saturation=0.5)
+    for seed in range(3):
+        expected = img
+        for op, factor in _replayed_draws(seed, strengths):
+            expected = _jitter_by_hand(expected, op, factor).astype(np.uint8)
+        random.seed(seed)
+        out = ColorJitter(**strengths)(dict(img=img.copy()))['img']
+        assert np.abs(out.astype(np.float64) - expected).max() <= 3, seed
+
+
+def _gaussian_blur_by_hand(img, sigma, radius):
+    """Separable convolution with exp(-d^2 / (2 sigma^2)) / sum over d in [-radius, radius], borders mirrored
+    without repeating the edge pixel (cv2's default BORDER_REFLECT_101, numpy's 'reflect')."""
+    d = np.arange(-radius, radius + 1, dtype=np.float64)
+    kernel = np.exp(-d ** 2 / (2 * sigma ** 2))
+    kernel /= kernel.sum()
+    x = np.pad(img.astype(np.float64), ((radius, radius), (radius, radius), (0, 0)), mode='reflect')
+    h, w = img.shape[:2]
+    rows = sum(k * x[:, i:i + w] for i, k in enumerate(kernel))
+    return sum(k * rows[i:i + h] for i, k in enumerate(kernel))
+
+
+def _cv2_radius(sigma, sigmas_per_side):
+    """cv2's kernel size for ksize=(0, 0): cvRound(sigma * sigmas_per_side * 2 + 1) | 1 (4 sigmas for float images,
+    3 for uint8), as a radius."""
+    return (int(round(sigma * sigmas_per_side * 2 + 1)) | 1) // 2
+
+
+def test_gaussian_blur_is_the_gaussian_kernel_of_the_drawn_sigma():
+    """GaussianBlur against the convolution worked here, with sigma replayed from the seed. cv2 sizes the kernel
+    from sigma (ksize=(0, 0)): 4 sigmas a side for float images, 3 for uint8, which blur with
+    fixed-point weights: one grey level from the rounded reference."""
+    from cosub_seg.datasets import GaussianBlur
+    rng = np.random.default_rng(0)
+    img = rng.uniform(0, 255, (20, 24, 3)).astype(np.float32)
+    random.seed(3)
+    sigma = random.uniform(0.5, 2.0)
+    random.seed(3)
+    out = GaussianBlur(sigma=(0.5, 2.0))(dict(img=img.copy()))['img']
+    np.testing.assert_allclose(out, _gaussian_blur_by_hand(img, sigma, _cv2_radius(sigma, 4)), rtol=0, atol=1e-3)
+    assert np.abs(_gaussian_blur_by_hand(img, 2 * sigma, _cv2_radius(2 * sigma, 4)) - out).max() > 1  # sigma matters
+    img8 = rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    out8 = GaussianBlur(sigma=(1.3, 1.3))(dict(img=img8.copy()))['img']
+    assert out8.dtype == np.uint8
+    radius = _cv2_radius(1.3, 3)
+    assert np.abs(out8.astype(int) - np.rint(_gaussian_blur_by_hand(img8, 1.3, radius))).max() <= 1
+    # The kernel size rule, exactly: cv2 with that size given explicitly is the same image.
+    np.testing.assert_array_equal(out8, cv2.GaussianBlur(img8, (2 * radius + 1, 2 * radius + 1), 1.3, sigmaY=1.3))
 
 
 class _Sized:

@@ -103,3 +103,71 @@ def test_command_line_switches_compile_and_bf16_for_both_stages():
         assert cfg.optim_wrapper.dtype == ('float16' if torch.cuda.is_available() else 'bfloat16')
         plain = config_from_args(add_train_args(argparse.ArgumentParser()).parse_args([config]))
         assert 'compile' not in plain and plain.optim_wrapper.type == 'OptimWrapper'
+
+
+def test_use_bn_without_gpu_rewrites_every_syncbn_in_nested_dicts_and_lists(monkeypatch):
+    """Without a GPU every dict whose type is 'SyncBN', at any depth of dicts, lists and tuples, becomes 'BN' and
+    nothing else changes (compared with a copy the test rewrites by hand); with a GPU the config is left alone."""
+    import copy
+
+    from cosub_seg.engine import launch
+
+    def config():
+        return dict(
+            type='CosubEncoderDecoder',
+            backbone=dict(type='TimmSegBackbone', norm_cfg=dict(type='SyncBN', requires_grad=True)),
+            decode_head=dict(norm_cfg=dict(type='SyncBN'), loss_decode=[dict(type='CrossEntropyLoss')]),
+            auxiliary_head=[dict(norm_cfg=dict(type='SyncBN', eps=1e-3)), dict(norm_cfg=dict(type='GN'))],
+            necks=(dict(layers=[dict(norm=dict(type='SyncBN'))]), ),
+            norm_name='SyncBN',  # a string, not a norm config: stays
+        )
+    expected = config()
+    expected['backbone']['norm_cfg']['type'] = 'BN'
+    expected['decode_head']['norm_cfg']['type'] = 'BN'
+    expected['auxiliary_head'][0]['norm_cfg']['type'] = 'BN'
+    expected['necks'][0]['layers'][0]['norm']['type'] = 'BN'
+    monkeypatch.setattr(launch.torch.cuda, 'is_available', lambda: False)
+    cfg = config()
+    launch.use_bn_without_gpu(cfg)
+    assert cfg == expected
+    monkeypatch.setattr(launch.torch.cuda, 'is_available', lambda: True)
+    cfg = config()
+    launch.use_bn_without_gpu(cfg)
+    assert cfg == config()
+    # The same on an MMEngine Config (ConfigDict nodes), as the tools call it.
+    from mmengine.config import Config
+    monkeypatch.setattr(launch.torch.cuda, 'is_available', lambda: False)
+    mm = Config(dict(model=copy.deepcopy(config())))
+    launch.use_bn_without_gpu(mm.model)
+    assert mm.model.to_dict() == expected
+
+
+SLURM_ENV = dict(SLURM_PROCID='5', SLURM_NTASKS='8', SLURM_LOCALID='1', SLURM_NODELIST='node[07-08]')
+
+
+def test_slurm_variables_become_torch_env_variables(tmp_path, monkeypatch):
+    """slurm's SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID become RANK / WORLD_SIZE / LOCAL_RANK, MASTER_ADDR is
+    the first host of ``scontrol show hostnames $SLURM_NODELIST`` (a fake scontrol on PATH that records its
+    arguments) and MASTER_PORT 29500; variables already set are kept."""
+    from cosub_seg.engine.dist import _slurm_env_to_torch_env
+    calls = tmp_path / 'calls'
+    scontrol = tmp_path / 'scontrol'
+    scontrol.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nprintf "node07\\nnode08\\n"\n')
+    scontrol.chmod(0o755)
+    monkeypatch.setenv('PATH', f'{tmp_path}:{os.environ["PATH"]}')
+    for key in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT'):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in SLURM_ENV.items():
+        monkeypatch.setenv(key, value)
+    _slurm_env_to_torch_env()
+    got = {key: os.environ[key] for key in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT')}
+    assert got == dict(RANK=SLURM_ENV['SLURM_PROCID'], WORLD_SIZE=SLURM_ENV['SLURM_NTASKS'],
+                       LOCAL_RANK=SLURM_ENV['SLURM_LOCALID'], MASTER_ADDR='node07', MASTER_PORT='29500')
+    assert calls.read_text() == 'show hostnames node[07-08]\n'
+    # Set by the user (or torchrun): kept; scontrol is not asked when MASTER_ADDR is known.
+    monkeypatch.setenv('RANK', '2')
+    monkeypatch.setenv('MASTER_ADDR', '10.0.0.1')
+    monkeypatch.setenv('MASTER_PORT', '1234')
+    _slurm_env_to_torch_env()
+    assert (os.environ['RANK'], os.environ['MASTER_ADDR'], os.environ['MASTER_PORT']) == ('2', '10.0.0.1', '1234')
+    assert calls.read_text() == 'show hostnames node[07-08]\n'
