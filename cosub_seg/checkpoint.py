@@ -28,6 +28,8 @@ import torch
 from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 
+from .errors import ConfigTypeError, DataError, MissingFileError, UnsafeCheckpointError
+
 
 def _numpy_globals() -> list:
     # NumPy 2 moved its pickling helpers to numpy._core; NumPy 1 keeps them in numpy.core.
@@ -55,7 +57,7 @@ def load_checkpoint_file(path: str, map_location='cpu') -> dict:
     ``torch.load(weights_only=True)``, which also admits :data:`TRAINING_STATE_GLOBALS` (so checkpoints written by
     ``tools/pretrain.py`` load). A file that needs any other class is refused with the class named."""
     if not osp.isfile(path):
-        raise FileNotFoundError(f'checkpoint {path} does not exist')
+        raise MissingFileError(f'checkpoint {path} does not exist')
     if path.endswith('.safetensors'):
         from safetensors.torch import load_file
         return load_file(path, device=map_location if isinstance(map_location, str) else 'cpu')
@@ -64,11 +66,11 @@ def load_checkpoint_file(path: str, map_location='cpu') -> dict:
     except pickle.UnpicklingError as err:
         reason = next((line.strip() for line in str(err).splitlines() if 'Unsupported global' in line),
                       str(err).splitlines()[0])
-        raise RuntimeError(f'{path} holds more than tensors and is refused, because loading it could run code '
-                           f'({reason[:300]}). Convert it to a plain state dict or to safetensors on a machine where '
-                           'you trust it.') from None
+        raise UnsafeCheckpointError(
+            f'{path} holds more than tensors and is refused, because loading it could run code ({reason[:300]}). '
+            'Convert it to a plain state dict or to safetensors on a machine where you trust it.') from None
     if not isinstance(checkpoint, dict):
-        raise TypeError(f'{path} holds a {type(checkpoint).__name__}, not a state dict or a checkpoint dict')
+        raise ConfigTypeError(f'{path} holds a {type(checkpoint).__name__}, not a state dict or a checkpoint dict')
     return checkpoint
 
 
@@ -94,5 +96,5 @@ def extract_state_dict(checkpoint: dict, path: str = '') -> Dict[str, torch.Tens
             break
     tensors = {k: v for k, v in checkpoint.items() if isinstance(v, torch.Tensor)}
     if not tensors:
-        raise ValueError(f'no tensors found in checkpoint {path}')
+        raise DataError(f'no tensors found in checkpoint {path}')
     return tensors

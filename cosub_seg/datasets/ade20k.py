@@ -3,6 +3,8 @@ import os
 import os.path as osp
 from typing import Dict
 
+from ..errors import DataError, MissingFileError
+
 ADE20K_COUNTS = dict(training=20210, validation=2000)
 
 
@@ -13,23 +15,23 @@ def check_ade20k_layout(root: str, expected: Dict[str, int] = ADE20K_COUNTS) -> 
     hint = ('download ADEChallengeData2016.zip from the MIT Scene Parsing benchmark and unzip it so that '
             f'{root}/images and {root}/annotations exist (see data/README.md)')
     if not osp.isdir(root):
-        raise FileNotFoundError(f'{root} does not exist: {hint}')
+        raise MissingFileError(f'{root} does not exist: {hint}')
     counts = {}
     for split, count in expected.items():
         img_dir, ann_dir = osp.join(root, 'images', split), osp.join(root, 'annotations', split)
         for folder in (img_dir, ann_dir):
             if not osp.isdir(folder):
-                raise FileNotFoundError(f'{folder} is missing: {hint}')
+                raise MissingFileError(f'{folder} is missing: {hint}')
         images = {osp.splitext(f)[0] for f in os.listdir(img_dir) if f.endswith('.jpg')}
         labels = {osp.splitext(f)[0] for f in os.listdir(ann_dir) if f.endswith('.png')}
         if images - labels:
-            raise ValueError(f'{len(images - labels)} images in {img_dir} have no annotation in {ann_dir}, e.g. '
-                             f'{sorted(images - labels)[0]}.jpg')
+            raise DataError(f'{len(images - labels)} images in {img_dir} have no annotation in {ann_dir}, e.g. '
+                            f'{sorted(images - labels)[0]}.jpg')
         if labels - images:
-            raise ValueError(f'{len(labels - images)} annotations in {ann_dir} have no image in {img_dir}, e.g. '
-                             f'{sorted(labels - images)[0]}.png')
+            raise DataError(f'{len(labels - images)} annotations in {ann_dir} have no image in {img_dir}, e.g. '
+                            f'{sorted(labels - images)[0]}.png')
         if len(images) != count:
-            raise ValueError(f'{img_dir} holds {len(images)} images with annotations, ADE20k has {count}: '
-                             'the download is incomplete or mixed with other files')
+            raise DataError(f'{img_dir} holds {len(images)} images with annotations, ADE20k has {count}: '
+                            'the download is incomplete or mixed with other files')
         counts[split] = len(images)
     return counts

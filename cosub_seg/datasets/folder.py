@@ -5,6 +5,7 @@ from typing import List, Optional, Sequence, Union
 
 from mmengine.dataset import BaseDataset
 
+from ..errors import DataError, MissingFileError
 from ..registry import DATASETS
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
@@ -49,8 +50,8 @@ class ImageFolderDataset(BaseDataset):
         if isinstance(classes, str):
             path = classes if osp.isabs(classes) else osp.join(self.data_root, classes)
             if not osp.isfile(path):
-                raise FileNotFoundError(f'class list file {path} does not exist; give `classes` as a list of '
-                                        'names or a text file with one name per line')
+                raise MissingFileError(f'class list file {path} does not exist; give `classes` as a list of '
+                                       'names or a text file with one name per line')
             with open(path) as f:
                 classes = [line.strip() for line in f if line.strip()]
         return list(classes) if classes is not None else None
@@ -58,25 +59,25 @@ class ImageFolderDataset(BaseDataset):
     def load_data_list(self) -> List[dict]:
         img_dir = self.data_prefix['img_path']
         if not osp.isdir(img_dir):
-            raise FileNotFoundError(f'image folder {img_dir} does not exist; check data_root and data_prefix '
-                                    '(see data/README.md for the expected layout)')
+            raise MissingFileError(f'image folder {img_dir} does not exist; check data_root and data_prefix '
+                                   '(see data/README.md for the expected layout)')
         classes = self._read_classes()
         data_list = self._from_ann_file(img_dir, classes) if self.ann_file else self._from_folders(img_dir, classes)
         if not data_list:
-            raise ValueError(f'no images with endings {self.extensions} found under {img_dir}: put them in '
-                             f'{img_dir}/<class name>/ or list them in an ann_file (see data/README.md)')
+            raise DataError(f'no images with endings {self.extensions} found under {img_dir}: put them in '
+                            f'{img_dir}/<class name>/ or list them in an ann_file (see data/README.md)')
         return data_list
 
     def _from_folders(self, img_dir: str, classes: Optional[List[str]]) -> List[dict]:
         found = sorted(entry.name for entry in os.scandir(img_dir) if entry.is_dir())
         if not found:
-            raise ValueError(f'{img_dir} holds no class sub-folders: the folder layout is '
-                             '<root>/<split>/<class name>/<image>; for a flat folder give an ann_file')
+            raise DataError(f'{img_dir} holds no class sub-folders: the folder layout is '
+                            '<root>/<split>/<class name>/<image>; for a flat folder give an ann_file')
         if classes is None:
             classes = found
         missing = [name for name in classes if name not in found]
         if missing:
-            raise ValueError(f'class folders {missing[:5]} are missing under {img_dir}')
+            raise DataError(f'class folders {missing[:5]} are missing under {img_dir}')
         self._metainfo['classes'] = tuple(classes)
         data_list = []
         for label, name in enumerate(classes):
@@ -89,7 +90,7 @@ class ImageFolderDataset(BaseDataset):
 
     def _from_ann_file(self, img_dir: str, classes: Optional[List[str]]) -> List[dict]:
         if not osp.isfile(self.ann_file):
-            raise FileNotFoundError(f'annotation file {self.ann_file} does not exist')
+            raise MissingFileError(f'annotation file {self.ann_file} does not exist')
         data_list = []
         with open(self.ann_file) as f:
             for line_no, line in enumerate(f, 1):
@@ -97,14 +98,14 @@ class ImageFolderDataset(BaseDataset):
                     continue
                 parts = line.rsplit(maxsplit=1)
                 if len(parts) != 2 or not parts[1].lstrip('-').isdigit():
-                    raise ValueError(f'{self.ann_file}:{line_no}: expected "<image path> <integer label>", '
-                                     f'got {line.strip()!r}')
+                    raise DataError(f'{self.ann_file}:{line_no}: expected "<image path> <integer label>", '
+                                    f'got {line.strip()!r}')
                 data_list.append(dict(img_path=osp.join(img_dir, parts[0]), gt_label=int(parts[1])))
         labels = [item['gt_label'] for item in data_list]
         num_classes = len(classes) if classes is not None else max(labels, default=-1) + 1
         bad = [label for label in labels if not 0 <= label < num_classes]
         if bad:
-            raise ValueError(f'{self.ann_file}: label {bad[0]} is outside [0, {num_classes}); '
+            raise DataError(f'{self.ann_file}: label {bad[0]} is outside [0, {num_classes}); '
                              'check the annotation file and `classes`')
         self._metainfo['classes'] = tuple(classes) if classes is not None else tuple(map(str, range(num_classes)))
         return data_list

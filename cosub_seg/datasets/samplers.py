@@ -6,6 +6,7 @@ import torch
 from mmengine.dist import get_dist_info, sync_random_seed
 from torch.utils.data import Dataset, Sampler
 
+from ..errors import ConfigError
 from ..registry import DATA_SAMPLERS
 
 
@@ -32,7 +33,7 @@ class RepeatAugSampler(Sampler):
                  selected_round: int = 256,
                  seed: Optional[int] = None):
         if num_repeats < 1:
-            raise ValueError(f'num_repeats must be >= 1, got {num_repeats}')
+            raise ConfigError(f'num_repeats must be >= 1, got {num_repeats}')
         self.rank, self.world_size = get_dist_info()
         self.dataset = dataset
         self.shuffle = shuffle

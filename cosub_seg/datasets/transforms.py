@@ -15,6 +15,7 @@ import torch
 from mmcv.transforms import BaseTransform
 from mmengine.structures import BaseDataElement
 
+from ..errors import ConfigError
 from ..registry import TRANSFORMS
 
 
@@ -35,9 +36,9 @@ class RandomResizedCrop(BaseTransform):
 
     def __init__(self, size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), interpolation: str = 'bicubic'):
         if not (0 < scale[0] <= scale[1] <= 1):
-            raise ValueError(f'scale must satisfy 0 < min <= max <= 1, got {scale}')
+            raise ConfigError(f'scale must satisfy 0 < min <= max <= 1, got {scale}')
         if not (0 < ratio[0] <= ratio[1]):
-            raise ValueError(f'ratio must satisfy 0 < min <= max, got {ratio}')
+            raise ConfigError(f'ratio must satisfy 0 < min <= max, got {ratio}')
         self.size = _pair(size)
         self.scale = scale
         self.ratio = ratio
@@ -108,8 +109,8 @@ class RandomCrop(BaseTransform):
         h, w = img.shape[:2]
         th, tw = self.size
         if h < th or w < tw:
-            raise ValueError(f'RandomCrop of {self.size} does not fit an image of {(h, w)} after padding '
-                             f'({results.get("img_path", "")}); resize it first')
+            raise ConfigError(f'RandomCrop of {self.size} does not fit an image of {(h, w)} after padding '
+                              f'({results.get("img_path", "")}); resize it first')
         top, left = random.randint(0, h - th), random.randint(0, w - tw)
         results['img'] = img[top:top + th, left:left + tw]
         results['img_shape'] = (th, tw)

@@ -14,6 +14,8 @@ import torch
 import torch.distributed as dist
 from mmengine.config import Config
 
+from ..errors import ConfigError
+
 
 def _slurm_env_to_torch_env() -> None:
     """Fills torch's env:// variables from slurm's, as MMEngine does for GPU jobs."""
@@ -30,7 +32,7 @@ def _slurm_env_to_torch_env() -> None:
 def setup_distributed(cfg: Config, launcher: str) -> None:
     """Prepares ``cfg`` and the process group for ``launcher`` ('none', 'pytorch' or 'slurm')."""
     if launcher not in ('none', 'pytorch', 'slurm'):
-        raise ValueError(f'launcher must be "none", "pytorch" or "slurm", got {launcher!r}')
+        raise ConfigError(f'launcher must be "none", "pytorch" or "slurm", got {launcher!r}')
     cfg.launcher = launcher
     if launcher == 'none' or torch.cuda.is_available():
         return

@@ -22,6 +22,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 from mmengine.runner import IterBasedTrainLoop
 
+from ..errors import ConfigError, TrainingStopped
 from .randomness import STEP_DOMAIN, derive_seed, seed_everything
 
 # Metainfo key under which CheckedDataset reports the samples it skipped, and the message-hub key of their count.
@@ -124,7 +125,7 @@ class NonFiniteLossHook(Hook):
             runner.logger.info(f'fp16 loss scaling skipped step {step} (non-finite gradients; scale '
                                f'{self._scale_before:g} -> {scaler.get_scale():g}); {total} skipped so far')
             if self._skipped_in_a_row >= self.max_skipped_in_a_row:
-                raise FloatingPointError(
+                raise TrainingStopped(
                     f'fp16 loss scaling skipped {self._skipped_in_a_row} steps in a row (up to iteration {step}): '
                     'the gradients are non-finite at any scale. Resume from the last checkpoint with a lower '
                     'learning rate, gradient clipping or bf16.')
@@ -138,8 +139,8 @@ class NonFiniteLossHook(Hook):
                  if last else 'no checkpoint has been written yet; start again') + \
             ' with a lower learning rate or gradient clipping (optim_wrapper.clip_grad), or look for a bad input in ' \
             'this step'
-        raise FloatingPointError(f'non-finite loss at iteration {step} (epoch {runner.epoch + 1}): {terms}. Training '
-                                 f'stops before this step reaches a checkpoint: {where}.')
+        raise TrainingStopped(f'non-finite loss at iteration {step} (epoch {runner.epoch + 1}): {terms}. Training '
+                              f'stops before this step reaches a checkpoint: {where}.')
 
 
 @HOOKS.register_module()
@@ -201,4 +202,4 @@ class CheckpointFitHook(Hook):
                         f'{" / ".join(str(a) for a, _ in classes)} classes and the config has '
                         f'{" / ".join(str(b) for _, b in classes)}. Use the num_classes the checkpoint was trained '
                         'with, or to train these layers afresh list them in default_hooks.checkpoint_fit.ignore_keys.')
-        raise ValueError(message)
+        raise ConfigError(message)

@@ -6,6 +6,7 @@ from mmengine.model import BaseModel
 from mmengine.structures import BaseDataElement
 
 from ..cosub import cosub_loss
+from ..errors import ConfigError
 from ..registry import MODELS
 from .drop_path import configure_stochastic_depth
 from .timm_factory import create_timm_model
@@ -53,10 +54,10 @@ class CosubClassifier(BaseModel):
                  init_cfg: Optional[dict] = None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if num_submodels < 1:
-            raise ValueError(f'num_submodels must be >= 1, got {num_submodels}')
+            raise ConfigError(f'num_submodels must be >= 1, got {num_submodels}')
         if num_submodels > 1 and drop_path_rate <= 0:
-            raise ValueError('cosub (num_submodels > 1) needs stochastic depth: set drop_path_rate > 0, otherwise '
-                             'every copy is the same network and the peer term teaches nothing')
+            raise ConfigError('cosub (num_submodels > 1) needs stochastic depth: set drop_path_rate > 0, otherwise '
+                              'every copy is the same network and the peer term teaches nothing')
         self.arch = arch
         self.num_classes = num_classes
         self.num_submodels = num_submodels

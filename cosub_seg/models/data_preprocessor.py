@@ -5,6 +5,7 @@ import torch
 from mmengine.model import ImgDataPreprocessor
 from timm.data import Mixup
 
+from ..errors import ConfigError
 from ..registry import MODELS
 
 
@@ -43,8 +44,8 @@ class ClsDataPreprocessor(ImgDataPreprocessor):
         labels = torch.stack([sample.gt_label for sample in data_samples]).view(-1).to(inputs.device)
         if self.mixup is not None:
             if inputs.shape[0] % 2:
-                raise ValueError(f'mixup/cutmix needs an even batch size, got {inputs.shape[0]}: change '
-                                 'train_dataloader.batch_size or set drop_last=True')
+                raise ConfigError(f'mixup/cutmix needs an even batch size, got {inputs.shape[0]}: change '
+                                  'train_dataloader.batch_size or set drop_last=True')
             inputs, scores = self.mixup(inputs, labels)
         else:
             off = self.label_smoothing / self.num_classes

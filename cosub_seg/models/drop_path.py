@@ -26,6 +26,7 @@ from timm.layers import DropPath
 from timm.models import convnext, regnet, swin_transformer, vision_transformer, xcit
 
 from ..cosub.stochastic_depth import SKIP_BREAK_EVEN, StochasticDepth
+from ..errors import ConfigError
 
 DROP_PATH_SCHEDULES = ('linear', 'constant')
 
@@ -157,10 +158,10 @@ def configure_stochastic_depth(model: nn.Module,
         ``masked_blocks`` (blocks of a class without a skipping forward, which mask).
     """
     if schedule not in DROP_PATH_SCHEDULES:
-        raise ValueError(f'drop_path_schedule must be one of {DROP_PATH_SCHEDULES}, got {schedule!r}')
+        raise ConfigError(f'drop_path_schedule must be one of {DROP_PATH_SCHEDULES}, got {schedule!r}')
     slots = stochastic_depth_slots(model)
     if schedule == 'constant' and rate > 0 and not slots:
-        raise ValueError(f'{type(model).__name__} has no drop_path modules: a constant schedule cannot be applied')
+        raise ConfigError(f'{type(model).__name__} has no drop_path modules: a constant schedule cannot be applied')
     skipping = 0
     for parent, name in slots:
         slot_rate = rate if schedule == 'constant' else _slot_rate(getattr(parent, name))

@@ -8,6 +8,7 @@ from mmseg.models.utils import resize
 from mmseg.registry import MODELS as SEG_MODELS
 
 from ..cosub import cosub_pixel_peer_loss
+from ..errors import ConfigError
 from .slide import ChunkTuner, slide_inference, tuned_slide_inference
 
 
@@ -30,9 +31,9 @@ class CosubEncoderDecoder(EncoderDecoder):
     def __init__(self, *args, num_submodels: int = 2, lam: float = 0.5, **kwargs):
         super().__init__(*args, **kwargs)
         if num_submodels < 1:
-            raise ValueError(f'num_submodels must be >= 1, got {num_submodels}')
+            raise ConfigError(f'num_submodels must be >= 1, got {num_submodels}')
         if not 0.0 <= lam <= 1.0:
-            raise ValueError(f'lam must be in [0, 1], got {lam}')
+            raise ConfigError(f'lam must be in [0, 1], got {lam}')
         self.num_submodels = num_submodels
         self.lam = lam
         self._chunk_tuner: Optional[ChunkTuner] = None
@@ -61,7 +62,7 @@ class CosubEncoderDecoder(EncoderDecoder):
         if chunk == 1:
             return super().slide_inference(inputs, batch_img_metas)
         if not (chunk == 'auto' or (isinstance(chunk, int) and chunk > 1)):
-            raise ValueError(f"test_cfg.crop_batch_size must be a positive int or 'auto', got {chunk!r}")
+            raise ConfigError(f"test_cfg.crop_batch_size must be a positive int or 'auto', got {chunk!r}")
 
         def predict(crops: torch.Tensor) -> torch.Tensor:
             # decode_head.predict resizes the logits to the first meta's img_shape: the crop's, as mmseg sets it.

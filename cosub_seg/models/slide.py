@@ -18,6 +18,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from ..errors import ConfigError
+
 Window = Tuple[int, int, int, int]  # y1, y2, x1, x2
 
 
@@ -53,7 +55,7 @@ def slide_inference(inputs: torch.Tensor,
         chunk: windows per forward (>= 1).
     """
     if chunk < 1:
-        raise ValueError(f'chunk must be >= 1, got {chunk}')
+        raise ConfigError(f'chunk must be >= 1, got {chunk}')
     n, _, height, width = inputs.shape
     windows = slide_windows(height, width, crop_size, stride)
     preds = inputs.new_zeros((n, num_classes, height, width))

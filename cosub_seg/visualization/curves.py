@@ -5,6 +5,8 @@ import json
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..errors import DataError, MissingFileError
+
 # Validation metrics worth a curve, in the order they are drawn (per-class IoUs have their own chart).
 HEADLINE_METRICS = ('accuracy/top1', 'accuracy/top5', 'mIoU', 'mAcc', 'aAcc')
 
@@ -14,8 +16,8 @@ def read_scalars(work_dir: str) -> List[dict]:
     first, so a resumed run continues its curves."""
     files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
     if not files:
-        raise FileNotFoundError(f'no <timestamp>/vis_data/scalars.json under {work_dir}: is it the work dir of a '
-                                'training run (with LocalVisBackend in the visualizer)?')
+        raise MissingFileError(f'no <timestamp>/vis_data/scalars.json under {work_dir}: is it the work dir of a '
+                               'training run (with LocalVisBackend in the visualizer)?')
     records = []
     for path in files:
         with open(path) as f:
@@ -24,7 +26,7 @@ def read_scalars(work_dir: str) -> List[dict]:
                     try:
                         records.append(json.loads(line))
                     except json.JSONDecodeError as err:
-                        raise ValueError(f'{path}, line {number}: not JSON ({err})') from None
+                        raise DataError(f'{path}, line {number}: not JSON ({err})') from None
     return records
 
 
@@ -60,7 +62,7 @@ def plot_training_curves(records: Sequence[dict], out_file: str, title: Optional
 
     train, val = split_records(records)
     if not train:
-        raise ValueError(f'no training records (loss or lr) to draw for {out_file}')
+        raise DataError(f'no training records (loss or lr) to draw for {out_file}')
     fig, (ax_loss, ax_lr, ax_val) = plt.subplots(1, 3, figsize=figsize, dpi=dpi)
     loss_keys = sorted({k for r in train for k in r if 'loss' in k and isinstance(r[k], (int, float))})
     for key in loss_keys:

@@ -9,6 +9,8 @@ import torch
 from mmseg.registry import VISUALIZERS as SEG_VISUALIZERS
 from mmseg.visualization import SegLocalVisualizer
 
+from ..errors import DataError
+
 
 @SEG_VISUALIZERS.register_module()
 class SideBySideSegVisualizer(SegLocalVisualizer):
@@ -44,7 +46,7 @@ def draw_predictions(model, dataset, out_dir: str, num_images: int = 4, with_lab
     evenly over ``dataset`` (built with the config's test pipeline) and writes ``out_dir/<image name>.png``, each
     image | ground truth | prediction at the image's size (3 W x H pixels). Returns the paths."""
     if len(dataset) == 0:
-        raise ValueError('the dataset is empty: no prediction to draw')
+        raise DataError('the dataset is empty: no prediction to draw')
     meta = getattr(model, 'dataset_meta', None) or dataset.metainfo
     visualizer = SideBySideSegVisualizer(name=f'overlays_{id(model)}', alpha=0.6)
     visualizer.set_dataset_meta(classes=meta['classes'], palette=meta['palette'])
