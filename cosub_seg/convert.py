@@ -24,11 +24,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
-from mmengine.utils import track_iter_progress
 from timm.models import VisionTransformer, get_pretrained_cfg_value
 from timm.models.pit import PoolingVisionTransformer
 
 from .checkpoint import extract_state_dict, load_checkpoint_file
+from .engine.progress import track
+from .errors import ConfigError
 from .models.timm_factory import create_timm_model
 
 WRAPPER_PREFIXES = ('module.', 'backbone.')  # DDP-wrapped files; CosubClassifier's 'backbone.' + timm names
@@ -73,8 +74,8 @@ def check_state_dict(state: Dict[str, torch.Tensor], model: nn.Module, source: s
     if mismatched:
         problems.append(f'{len(mismatched)} shapes differ: {mismatched[:5]}')
     if problems:
-        raise ValueError(f'{source} does not fit {type(model).__name__}: ' + '; '.join(problems) +
-                         '. Check the architecture name and its model_kwargs (depth, width, patch size, classes).')
+        raise ConfigError(f'{source} does not fit {type(model).__name__}: ' + '; '.join(problems) +
+                          '. Check the architecture name and its model_kwargs (depth, width, patch size, classes).')
 
 
 def save_timm_folder(model: nn.Module, state: Dict[str, torch.Tensor], out_dir: str, model_args: dict, source: str,
@@ -88,12 +89,23 @@ def save_timm_folder(model: nn.Module, state: Dict[str, torch.Tensor], out_dir: 
     check_state_dict(state, model, source)
     own = model.state_dict()
     with torch.no_grad():
-        for key, value in track_iter_progress(list(state.items())):
+        for key, value in track(list(state.items())):
             own[key].copy_(value)
     # The tag names where the weights come from; timm's default tag would claim they are its published ones.
     save_for_hf(model, out_dir, model_config=dict(pretrained_cfg=dict(tag=tag)), model_args=model_args,
                 safe_serialization=True, data_config=data_config)
-    return dict(weights=osp.join(out_dir, 'model.safetensors'), config=osp.join(out_dir, 'config.json'))
+    paths = dict(weights=osp.join(out_dir, 'model.safetensors'), config=osp.join(out_dir, 'config.json'))
+    for path in paths.values():
+        with_default_permissions(path)
+    return paths
+
+
+def with_default_permissions(path: str) -> None:
+    """Gives ``path`` the permissions a new file gets (0o666 less the umask): safetensors writes its file through a
+    private temporary file (0o600), which others sharing the exported weights could not read."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def _model_args(arch_kwargs: dict, num_classes: int) -> dict:
@@ -115,21 +127,21 @@ def export_backbone(config: str, checkpoint: str, out_dir: str, raw_weights: boo
     """
     cfg = Config.fromfile(config)
     if cfg.model.get('type') != 'CosubClassifier':
-        raise ValueError(f'{config} is not a pretraining config (model.type is {cfg.model.get("type")!r}, expected '
-                         "'CosubClassifier'); for a segmentor use export_segmentor")
+        raise ConfigError(f'{config} is not a pretraining config (model.type is {cfg.model.get("type")!r}, expected '
+                          "'CosubClassifier'); for a segmentor use export_segmentor")
     ckpt = load_checkpoint_file(checkpoint)
     has_ema = 'ema_state_dict' in ckpt
     if raw_weights:
         if not has_ema:
-            raise ValueError(f'{checkpoint} has no ema_state_dict: the run kept no EMA, its state_dict is the '
-                             'trained weights; export without raw_weights')
+            raise ConfigError(f'{checkpoint} has no ema_state_dict: the run kept no EMA, its state_dict is the '
+                              'trained weights; export without raw_weights')
         # EMAHook swaps before saving: the raw weights sit in ema_state_dict as 'module.<name>'.
         source = {k[len('module.'):]: v for k, v in ckpt['ema_state_dict'].items() if k.startswith('module.')}
     else:
         source = extract_state_dict(ckpt, checkpoint)
     state = {k[len('backbone.'):]: v for k, v in source.items() if k.startswith('backbone.')}
     if not state:
-        raise ValueError(f'{checkpoint} holds no backbone.* weights: is it a checkpoint of tools/pretrain.py?')
+        raise ConfigError(f'{checkpoint} holds no backbone.* weights: is it a checkpoint of tools/pretrain.py?')
     arch_kwargs = dict(cfg.model.get('model_kwargs') or {})
     model_args = _model_args(arch_kwargs, cfg.model.num_classes)
     model = create_timm_model(cfg.model.arch, **model_args)
@@ -167,7 +179,7 @@ def export_segmentor(config: str, checkpoint: str, out_dir: str) -> Dict[str, st
     """Writes ``out_dir/<config name>.py`` and ``out_dir/<config name>.pth`` for ``mmseg.apis.init_model``.
 
     The config is the training config with ``model.backbone.init_cfg`` removed (so loading it needs no
-    pretraining file) and no resume state; the checkpoint holds only ``state_dict`` and ``meta.dataset_meta``
+    pretraining file), no resume state and no work dir; the checkpoint holds only ``state_dict`` and ``meta.dataset_meta``
     (class names and palette, which ``init_model`` reads), so it loads with ``weights_only=True`` in any process,
     without our allow-list. The weights are checked against the model the config builds before anything is
     written.
@@ -181,6 +193,9 @@ def export_segmentor(config: str, checkpoint: str, out_dir: str) -> Dict[str, st
     if 'init_cfg' in cfg.model.get('backbone', {}):
         cfg.model.backbone.init_cfg = None
     cfg.load_from, cfg.resume = None, False
+    # The training run's work dir: mmseg's test.py would write its evaluation there (our tools and mmseg's default
+    # to work_dirs/<config name> without it).
+    cfg.pop('work_dir', None)
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope') or 'mmseg'):
         model = SEG_MODELS.build(cfg.model)
         dataset_meta = ckpt.get('meta', {}).get('dataset_meta')
@@ -194,7 +209,7 @@ def export_segmentor(config: str, checkpoint: str, out_dir: str) -> Dict[str, st
     os.makedirs(out_dir, exist_ok=True)
     config_out, weights_out = osp.join(out_dir, f'{name}.py'), osp.join(out_dir, f'{name}.pth')
     cfg.dump(config_out)
-    tensors = {k: v.detach().to('cpu') for k, v in track_iter_progress(list(state.items()))}
+    tensors = {k: v.detach().to('cpu') for k, v in track(list(state.items()))}
     torch.save(dict(state_dict=tensors, meta=dict(dataset_meta=dataset_meta)), weights_out)
     return dict(config=config_out, checkpoint=weights_out)
 

@@ -13,10 +13,10 @@ from typing import Dict, Tuple
 
 import cv2
 import numpy as np
-from mmengine.utils import ProgressBar
 from mmseg.datasets import ADE20KDataset
 from mmseg.registry import DATASETS as SEG_DATASETS
 
+from ..engine.progress import ThrottledProgressBar
 from .digits import load_digit_split
 
 SCENE_CLASSES = ('background', ) + tuple(f'digit {i}' for i in range(10))
@@ -93,7 +93,7 @@ def write_digit_scenes(out_dir: str, num_train: int = 600, num_val: int = 150, s
     given seed. ``progress`` shows a progress bar (count, speed, ETA). Returns the number of scenes per split.
     """
     split = load_digit_split()
-    bar = ProgressBar(num_train + num_val) if progress else None
+    bar = ThrottledProgressBar(num_train + num_val) if progress else None
     counts = {}
     for name, pool, count, offset in (('training', split['train'], num_train, 0),
                                       ('validation', split['val'], num_val, 1)):

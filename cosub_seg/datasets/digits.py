@@ -5,7 +5,8 @@ from typing import Dict
 
 import cv2
 import numpy as np
-from mmengine.utils import ProgressBar
+
+from ..engine.progress import ThrottledProgressBar
 
 DIGIT_CLASSES = tuple(str(i) for i in range(10))
 
@@ -39,7 +40,7 @@ def write_digits(out_dir: str, size: int = 32, val_fraction: float = 0.2, seed: 
     per split.
     """
     split = load_digit_split(val_fraction, seed)
-    bar = ProgressBar(len(split['train']) + len(split['val'])) if progress else None
+    bar = ThrottledProgressBar(len(split['train']) + len(split['val'])) if progress else None
     os.makedirs(osp.join(out_dir, 'meta'), exist_ok=True)
     with open(osp.join(out_dir, 'meta', 'classes.txt'), 'w') as f:
         f.write('\n'.join(DIGIT_CLASSES) + '\n')

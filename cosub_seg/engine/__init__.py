@@ -1,4 +1,5 @@
 from .checkpointing import AtomicLocalBackend, SafeCheckpointHook, atomic_write, find_resumable_checkpoint
+from .console import CompactLogProcessor, CosubRunner, build_runner
 from .dist import setup_distributed, teardown_distributed
 from .hooks import CheckpointFitHook, ExactResumeHook, NonFiniteLossHook, SkippedSampleLogHook
 from .layer_decay import LayerDecayOptimWrapperConstructor, backbone_layer_ids
@@ -9,5 +10,5 @@ __all__ = [
     'setup_distributed', 'teardown_distributed', 'AutocastOptimWrapper', 'NoDecayOptimWrapperConstructor',
     'no_weight_decay_names', 'LayerDecayOptimWrapperConstructor', 'backbone_layer_ids', 'AtomicLocalBackend',
     'SafeCheckpointHook', 'atomic_write', 'find_resumable_checkpoint', 'CheckpointFitHook', 'ExactResumeHook',
-    'NonFiniteLossHook', 'SkippedSampleLogHook', 'ProgressBarHook'
+    'NonFiniteLossHook', 'SkippedSampleLogHook', 'ProgressBarHook', 'CompactLogProcessor', 'CosubRunner', 'build_runner'
 ]

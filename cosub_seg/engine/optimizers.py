@@ -4,12 +4,14 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
+from mmengine.logging import print_log
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 from mmengine.runner.amp import autocast
 from timm.optim import Lamb
 
 from mmengine.registry import OPTIM_WRAPPERS as ROOT_OPTIM_WRAPPERS
 
+from ..errors import ConfigError
 from ..registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIMIZERS
 
 OPTIMIZERS.register_module(name='Lamb', module=Lamb)
@@ -43,7 +45,17 @@ class NoDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         for name in no_weight_decay_names(module):
             custom_keys.setdefault(name, dict(decay_mult=0.0))
         self.paramwise_cfg['custom_keys'] = custom_keys
-        return super().__call__(model)
+        wrapper = super().__call__(model)
+        # MMEngine logs one 'paramwise_options' line per setting of every parameter (the console leaves them out, see
+        # cosub_seg/engine/console.py); this is the summary.
+        groups = wrapper.optimizer.param_groups
+        decayed = sum(p.numel() for g in groups if g.get('weight_decay', 0) > 0 for p in g['params'])
+        total = sum(p.numel() for g in groups for p in g['params'])
+        no_decay = sum(1 for g in groups if g.get('weight_decay', 0) == 0 for _ in g['params'])
+        print_log(f'weight decay {self.base_wd} on {decayed:,} of {total:,} parameters; none on {no_decay} tensors '
+                  '(norms, biases and other 1-D parameters, and what timm names in no_weight_decay())',
+                  logger='current')
+        return wrapper
 
 
 # In MMEngine's root registry: both stages (scopes cosub_seg and mmseg) use it.
@@ -58,7 +70,7 @@ class AutocastOptimWrapper(OptimWrapper):
     def __init__(self, dtype: str = 'bfloat16', **kwargs):
         super().__init__(**kwargs)
         if dtype not in ('bfloat16', 'float16'):
-            raise ValueError(f'dtype must be "bfloat16" or "float16", got {dtype!r}')
+            raise ConfigError(f'dtype must be "bfloat16" or "float16", got {dtype!r}')
         self.cast_dtype = getattr(torch, dtype)
 
     @contextmanager
