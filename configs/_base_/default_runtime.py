@@ -16,6 +16,9 @@ default_hooks = dict(
     non_finite_loss=dict(type='NonFiniteLossHook'),
     skipped_samples=dict(type='SkippedSampleLogHook'),
     checkpoint_fit=dict(type='CheckpointFitHook'),
+    # The validation split before the first training step, the test split before the first test step: every file
+    # exists and decodes (cosub_seg/datasets/split_checks.py).
+    split_check=dict(type='SplitCheckHook'),
 )
 env_cfg = dict(
     cudnn_benchmark=True,

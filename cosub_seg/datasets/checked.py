@@ -3,7 +3,8 @@
 * :class:`CheckedDataset` wraps a training dataset (any MMEngine / mmseg dataset). Before training it checks that
   the data folders exist, that the dataset is not empty and that every image and annotation file it lists is there;
   while training it names the file behind any sample that fails to load or transform, and either stops
-  (``on_bad_sample='raise'``, the default) or skips it, replacing it with the next sample and reporting it to
+  (``on_bad_sample='raise'``, the default) or skips it, replacing it with a random other sample (chosen from the
+  draw's seed, so a resumed run replaces it the same way) and reporting it to
   :class:`cosub_seg.engine.SkippedSampleLogHook`, which counts skips in the log (``on_bad_sample='skip'``).
 * :class:`ReproducibleSampler` wraps any sampler (``DefaultSampler``, ``InfiniteSampler``, ``RepeatAugSampler``...)
   and gives each draw a seed from ``(seed, epoch, position of the draw in the global order)``; the dataset runs the
@@ -28,17 +29,20 @@ from typing import Iterator, List, NamedTuple, Optional, Union
 import numpy as np
 from mmcv.transforms import BaseTransform
 from mmengine.dist import get_dist_info, sync_random_seed
+from mmengine.logging import print_log
 from mmengine.registry import DATA_SAMPLERS, DATASETS
 from mmseg.registry import TRANSFORMS as SEG_TRANSFORMS
 from torch.utils.data import Sampler
 
 from ..engine.hooks import SKIPPED_SAMPLES_KEY
 from ..engine.randomness import SAMPLE_DOMAIN, derive_seed, isolated_rng
+from ..errors import ConfigError, ConfigKeyError, ConfigTypeError, DataError, MissingFileError, UserError
 
 FILE_KEYS = ('img_path', 'seg_map_path')
+STAND_IN_DOMAIN = 3  # keeps the seeds of stand-ins apart from those of steps and samples (randomness.py: 1, 2)
 
 
-class BadSampleError(RuntimeError):
+class BadSampleError(UserError, RuntimeError):
     """A training sample could not be loaded or transformed; the message names its files."""
 
 
@@ -66,18 +70,27 @@ class CheckedDataset:
     Args:
         dataset: the dataset or its config.
         on_bad_sample: 'raise' stops training at the first sample that fails to load or transform, naming its files;
-            'skip' replaces it with the next sample of the dataset and reports it for the log.
+            'skip' replaces it with a random other sample of the dataset and reports it for the log. The stand-in
+            is drawn from the draw's seed, so a resumed run makes the same choice, and being random it gets past a
+            run of consecutive bad files (what a truncated copy or extraction leaves).
         check_files: check before training that every file the dataset lists exists (one ``stat`` per file).
-        max_failures_in_a_row: with 'skip', stop when this many samples in a row fail: that is a broken pipeline or
-            folder, not a few bad files.
+        **dataset_options: settings of the wrapped dataset given to the wrapper, as mmseg's tools do with
+            ``--cfg-options train_dataloader.dataset.data_root=...``: merged into ``dataset`` (MMEngine's merge, list
+            indices included, so ``pipeline.1.size=...`` works too). Our tools move such options one level down
+            before they reach the config.
+        max_failures_in_a_row: with 'skip', stop when this many attempts for one draw fail in a row (the sample and
+            its random stand-ins): with a fraction f of bad files that happens with probability f ** n, so it
+            means a broken pipeline or folder, not a few bad files.
     """
 
     def __init__(self, dataset: Union[dict, object], on_bad_sample: str = 'raise', check_files: bool = True,
-                 max_failures_in_a_row: int = 10):
+                 max_failures_in_a_row: int = 10, **dataset_options):
+        if dataset_options:
+            dataset = _forward(dataset, dataset_options)
         if on_bad_sample not in ('raise', 'skip'):
-            raise ValueError(f'on_bad_sample must be "raise" or "skip", got {on_bad_sample!r}')
+            raise ConfigError(f'on_bad_sample must be "raise" or "skip", got {on_bad_sample!r}')
         if max_failures_in_a_row < 1:
-            raise ValueError(f'max_failures_in_a_row must be >= 1, got {max_failures_in_a_row}')
+            raise ConfigError(f'max_failures_in_a_row must be >= 1, got {max_failures_in_a_row}')
         self.on_bad_sample = on_bad_sample
         self.max_failures_in_a_row = max_failures_in_a_row
         if isinstance(dataset, dict):
@@ -100,9 +113,9 @@ class CheckedDataset:
     def _raise_empty(self):
         root = getattr(self.dataset, 'data_root', None)
         prefix = getattr(self.dataset, 'data_prefix', None)
-        raise ValueError(f'{type(self.dataset).__name__} (data_root={root}, data_prefix={prefix}) holds no samples: '
-                         'its folders are empty or their files do not have the names and suffixes it reads (e.g. '
-                         'img_suffix, seg_map_suffix); see data/README.md for the layouts') from None
+        raise DataError(f'{type(self.dataset).__name__} (data_root={root}, data_prefix={prefix}) holds no samples: '
+                        'its folders are empty or their files do not have the names and suffixes it reads (e.g. '
+                        'img_suffix, seg_map_suffix); see data/README.md for the layouts') from None
 
     def _check_files(self, check_files: bool) -> None:
         name = type(self.dataset).__name__
@@ -113,7 +126,7 @@ class CheckedDataset:
             info = self.dataset.get_data_info(index)
             missing += [info[key] for key in FILE_KEYS if isinstance(info.get(key), str) and not osp.isfile(info[key])]
         if missing:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f'{len(missing)} file(s) that {name} lists do not exist, e.g. {", ".join(missing[:3])}: every image '
                 'needs its file and, for segmentation, an annotation of the same name in the annotation folder. '
                 'Restore them or remove the images without annotations.')
@@ -139,6 +152,7 @@ class CheckedDataset:
         else:
             index, seed = int(key), None
         skipped: List[str] = []
+        tried = set()
         for attempt in range(self.max_failures_in_a_row):
             # Attempt 0 uses the draw's seed itself; a replacement sample gets a seed of its own.
             attempt_seed = seed if attempt == 0 or seed is None else derive_seed(seed, attempt)
@@ -154,13 +168,38 @@ class CheckedDataset:
                         'on_bad_sample="skip" on the CheckedDataset (train_dataloader.dataset.on_bad_sample) to '
                         'skip bad samples and count them in the log.') from err
                 skipped.append(f'{culprit} ({reason})')
-                index = (index + 1) % len(self.dataset)
+                tried.add(index)
+                index = self._stand_in(key, attempt, tried)
                 continue
             if skipped:
                 _report_skips(data, skipped)
             return data
-        raise BadSampleError(f'{len(skipped)} training samples in a row failed, which points at the pipeline or the '
-                             f'data folder rather than at single bad files. The last one: {skipped[-1]}')
+        raise BadSampleError(f'{len(skipped)} training samples in a row failed (a sample and its random stand-ins), '
+                             'which points at the pipeline or the data folder rather than at single bad files. The '
+                             f'last one: {skipped[-1]}')
+
+    def _stand_in(self, key, attempt: int, tried: set) -> int:
+        """A random index of a sample not tried yet for this draw, from the draw's seed (or, for a plain index, from
+        the index) and the attempt: the same draw gets the same stand-ins in any process and after a resume."""
+        base = key.seed if isinstance(key, Draw) else int(key)
+        rng = np.random.default_rng(derive_seed(STAND_IN_DOMAIN, base, attempt))
+        size = len(self.dataset)
+        for _ in range(64):  # rejection sampling; on a tiny dataset with every index tried, any index will do
+            index = int(rng.integers(size))
+            if index not in tried:
+                return index
+        return index
+
+
+def _forward(dataset: Union[dict, object], options: dict) -> dict:
+    """``dataset`` (a config) with ``options`` merged in, as ``merge_from_dict`` would have at the right level."""
+    if not isinstance(dataset, dict):
+        raise ConfigTypeError(f'CheckedDataset got dataset settings {sorted(options)} but wraps a built '
+                              f'{type(dataset).__name__}: set them on the dataset itself')
+    from mmengine.config import Config
+    print_log(f'CheckedDataset: {", ".join(sorted(options))} set on the {dataset.get("type", "dataset")} it wraps',
+              logger='current')
+    return Config._merge_a_into_b(dict(options), dict(dataset), allow_list_keys=True)
 
 
 def _report_skips(data, skipped: List[str]) -> None:
@@ -179,17 +218,17 @@ def _check_folders(cfg: dict) -> None:
         prefix = dict(img_path=prefix)
     hint = 'put the data there or correct data_root / data_prefix (see data/README.md for the layouts)'
     if root and not osp.isdir(root):
-        raise FileNotFoundError(f'{name}: data_root {root} is not a folder: {hint}')
+        raise MissingFileError(f'{name}: data_root {root} is not a folder: {hint}')
     for key, folder in prefix.items():
         path = osp.join(root, folder) if folder else root
         if isinstance(folder, str) and not osp.isdir(path):
-            raise FileNotFoundError(f'{name}: folder {path} (data_root={root!r} + data_prefix.{key}={folder!r}) does '
-                                    f'not exist: {hint}')
+            raise MissingFileError(f'{name}: folder {path} (data_root={root!r} + data_prefix.{key}={folder!r}) does '
+                                   f'not exist: {hint}')
     ann_file = cfg.get('ann_file') or ''
     if ann_file:
         path = osp.join(root, ann_file) if not osp.isabs(ann_file) else ann_file
         if not osp.exists(path):
-            raise FileNotFoundError(f'{name}: ann_file {path} does not exist: {hint}')
+            raise MissingFileError(f'{name}: ann_file {path} does not exist: {hint}')
 
 
 @DATA_SAMPLERS.register_module()
@@ -204,8 +243,8 @@ class ReproducibleSampler(Sampler):
 
     def __init__(self, dataset, sampler: Union[dict, Sampler], seed: Optional[int] = None):
         if not isinstance(dataset, CheckedDataset):
-            raise TypeError('ReproducibleSampler needs train_dataloader.dataset to be a CheckedDataset (which applies '
-                            f'the seeds it draws), got {type(dataset).__name__}')
+            raise ConfigTypeError('ReproducibleSampler needs train_dataloader.dataset to be a CheckedDataset (which '
+                                  f'applies the seeds it draws), got {type(dataset).__name__}')
         self.seed = sync_random_seed() if seed is None else seed
         if isinstance(sampler, dict):
             sampler = DATA_SAMPLERS.build(sampler, default_args=dict(dataset=dataset, seed=self.seed))
@@ -251,6 +290,10 @@ class CheckSegAnnotation(BaseTransform):
     """Checks the segmentation map ``LoadAnnotations`` loaded: the size of its image, and labels in
     ``[0, num_classes)`` or the ignore index (after ``reduce_zero_label``). Put it right after ``LoadAnnotations``.
 
+    A sample without an annotation file (no ``seg_map_path``: an image given to ``mmseg.apis.inference_model`` or
+    ``MMSegInferencer``, which take ``LoadAnnotations`` out of the test pipeline, or a test set without labels)
+    passes unchecked; a sample whose annotation file is named but was not loaded is an error in the pipeline.
+
     Args:
         num_classes: classes of the dataset (the decode head's ``num_classes``).
         ignore_index: the label of pixels without a class.
@@ -262,20 +305,24 @@ class CheckSegAnnotation(BaseTransform):
 
     def transform(self, results: dict) -> dict:
         seg = results.get('gt_seg_map')
-        path = results.get('seg_map_path', '?')
+        path = results.get('seg_map_path')
         if seg is None:
-            raise KeyError('CheckSegAnnotation found no gt_seg_map: put it after LoadAnnotations in the pipeline')
+            if path is None:
+                return results  # nothing to check: inference on an image, or a test set without annotations
+            raise ConfigKeyError(f'CheckSegAnnotation found no gt_seg_map for {path}: put it after LoadAnnotations '
+                                 'in the pipeline')
+        path = path or '?'
         image_shape = tuple(results.get('ori_shape', seg.shape[:2]))
         if tuple(seg.shape[:2]) != image_shape:
-            raise ValueError(f'annotation {path} is {seg.shape[1]}x{seg.shape[0]} (w x h) but its image '
-                             f'{results.get("img_path", "?")} is {image_shape[1]}x{image_shape[0]}: an annotation '
-                             'must have its image\'s size; re-export it at that size')
+            raise DataError(f'annotation {path} is {seg.shape[1]}x{seg.shape[0]} (w x h) but its image '
+                            f'{results.get("img_path", "?")} is {image_shape[1]}x{image_shape[0]}: an annotation '
+                            'must have its image\'s size; re-export it at that size')
         bad = (seg >= self.num_classes) & (seg != self.ignore_index) | (seg < 0)
         if bad.any():
             values = np.unique(seg[bad])[:10].tolist()
             reduced = ' (after reduce_zero_label, which subtracts 1 and turns 0 into it)' \
                 if results.get('reduce_zero_label') else ''
-            raise ValueError(f'annotation {path} holds label values {values} outside [0, {self.num_classes}) that '
+            raise DataError(f'annotation {path} holds label values {values} outside [0, {self.num_classes}) that '
                              f'are not the ignore index {self.ignore_index}{reduced}: fix the annotation, or the '
                              'class count (num_classes) or reduce_zero_label of the config')
         return results
