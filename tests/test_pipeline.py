@@ -21,7 +21,9 @@ from test_visualization import png_size
 PRETRAIN_CONFIG = 'configs/pretrain/cosub_deit3-tiny_digits.py'
 SEG_CONFIG = 'configs/seg/upernet_cosub-deit3-tiny_digitscenes.py'
 REPORT_KEYS = {'top1', 'top5', 'top1_at_epoch', 'mIoU', 'aAcc', 'mAcc', 'per_class_iou', 'confusion_matrix',
-               'wall_time_s', 'configs', 'checkpoints', 'exports', 'pictures', 'commands', 'environment'}
+               'wall_time_s', 'configs', 'checkpoints', 'exports', 'pictures', 'notes', 'paths_relative_to',
+               'commands', 'environment'}
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CLASSES = ['background'] + [f'digit {i}' for i in range(10)]
 
 
@@ -47,12 +49,17 @@ def test_report_files_hold_the_expected_keys_and_numbers(pipeline_run):
     assert set(report['wall_time_s']) == {'pretrain', 'finetune', 'export', 'evaluate', 'pictures', 'total'}
     # top-1 is the pretraining's validation at the epoch of the checkpoint handed over (epoch 1 of 1).
     val = [r for r in scalars(osp.join(work_dir, 'pretrain')) if 'accuracy/top1' in r]
-    assert report['checkpoints']['pretrain'] == osp.join(work_dir, 'pretrain', 'epoch_1.pth')
+    # No absolute paths: files of a work dir outside the repository are relative to the report's folder.
+    assert report['paths_relative_to'] == ("the repository root (configs) and this report's folder (the files of "
+                                           'the run)')
+    assert report['checkpoints']['pretrain'] == osp.join('pretrain', 'epoch_1.pth')
     assert (report['top1'], report['top1_at_epoch']) == (val[-1]['accuracy/top1'], 1)
-    assert report['checkpoints']['seg'] == osp.join(work_dir, 'seg', 'iter_2.pth')
+    assert report['checkpoints']['seg'] == osp.join('seg', 'iter_2.pth')
+    assert report['configs']['seg'] == SEG_CONFIG and report['notes'] == []
+    assert not [line for line in json.dumps(report, indent=1).splitlines() if '"/' in line]
     # The fine-tuning started from that checkpoint.
-    used = Config.fromfile(report['configs']['seg_as_run'])
-    assert used.model.backbone.init_cfg.checkpoint == report['checkpoints']['pretrain']
+    used = Config.fromfile(osp.join(work_dir, report['configs']['seg_as_run']))
+    assert used.model.backbone.init_cfg.checkpoint == osp.join(work_dir, report['checkpoints']['pretrain'])
     assert list(report['per_class_iou']) == CLASSES
     ious = np.array(list(report['per_class_iou'].values()), dtype=float)
     assert report['mIoU'] == pytest.approx(np.nanmean(ious), abs=0.01)
@@ -102,18 +109,64 @@ def test_tensorboard_switch_logs_both_stages(pipeline_run):
 @pytest.mark.slow
 def test_exported_backbone_of_the_run_gives_the_same_logits_in_timm(pipeline_run):
     report = pipeline_run['report']
-    cfg = Config.fromfile(report['configs']['pretrain_as_run'])
+    work_dir = pipeline_run['work_dir']
+    cfg = Config.fromfile(osp.join(work_dir, report['configs']['pretrain_as_run']))
     with DefaultScope.overwrite_default_scope('cosub_seg'):
         ours = MODELS.build(cfg.model).eval()
-    state = torch.load(report['checkpoints']['pretrain'], map_location='cpu', weights_only=True)['state_dict']
+    state = torch.load(osp.join(work_dir, report['checkpoints']['pretrain']), map_location='cpu',
+                       weights_only=True)['state_dict']
     ours.load_state_dict(state)
+    weights = osp.join(work_dir, report['exports']['backbone']['weights'])
     theirs = timm.create_model('deit3_small_patch16_224', pretrained=True, num_classes=10,
                                **cfg.model.model_kwargs,
-                               pretrained_cfg_overlay=dict(file=report['exports']['backbone']['weights'],
-                                                           num_classes=10)).eval()
+                               pretrained_cfg_overlay=dict(file=weights, num_classes=10)).eval()
     x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(theirs(x), ours(x, mode='tensor'), rtol=0, atol=0)
+
+
+@pytest.mark.slow
+def test_mmseg_inference_api_runs_the_exported_segmentor_of_the_run(pipeline_run):
+    """README and report.md hand the segmentor export to mmseg's init_model: inference_model and MMSegInferencer give
+    the map the model's own test_step gives (CheckSegAnnotation stayed in the test pipeline, LoadAnnotations not)."""
+    from mmseg.apis import MMSegInferencer, inference_model, init_model
+    from test_inference_api import own_prediction
+    work_dir, exported = pipeline_run['work_dir'], pipeline_run['report']['exports']['segmentor']
+    config, checkpoint = osp.join(work_dir, exported['config']), osp.join(work_dir, exported['checkpoint'])
+    assert 'work_dir' not in Config.fromfile(config)  # not the training run's
+    image = sorted(glob.glob(osp.join(pipeline_run['scenes'], 'images', 'validation', '*.jpg')))[0]
+    model = init_model(config, checkpoint, device='cpu')
+    expected = own_prediction(model, image)
+    prediction = inference_model(model, image).pred_sem_seg.data
+    assert prediction.shape == (1, 128, 128) and torch.equal(prediction, expected)
+    inferencer = MMSegInferencer(model=config, weights=checkpoint, device='cpu')
+    assert torch.equal(inferencer(image, return_datasamples=True).pred_sem_seg.data, expected)
+
+
+@pytest.mark.slow
+def test_a_run_shorter_than_the_logger_interval_still_writes_its_report(digits_root, tmp_path, python):
+    """max_iters 2 at mmseg's logger interval of 50: no training records, so no fine-tuning curves; the report says
+    why and keeps everything else."""
+    scenes = str(tmp_path / 'scenes')
+    write_digit_scenes(scenes, num_train=8, num_val=2)
+    work_dir = str(tmp_path / 'short')
+    options = [o for o in seg_options(scenes, iters=2) if not o.startswith('default_hooks.logger')]
+    proc = run_tool([python, 'tools/pipeline.py', PRETRAIN_CONFIG, SEG_CONFIG, '--work-dir', work_dir,
+                     '--num-overlays', '1', '--pretrain-options', *digits_options(digits_root, epochs=1),
+                     '--seg-options', *options])
+    with open(osp.join(work_dir, 'report.json')) as f:
+        report = json.load(f)
+    assert set(report) == REPORT_KEYS and report['mIoU'] is not None
+    assert 'finetune_curves' not in report['pictures'] and 'pretrain_curves' in report['pictures']
+    [note] = report['notes']
+    assert note == ('no segmentation fine-tuning curves: the run in seg/ logged no training records (loss or lr). A '
+                    'run shorter than its logger interval (default_hooks.logger.interval = 50) logs none: give a '
+                    'smaller one, e.g. --seg-options default_hooks.logger.interval=1')
+    with open(osp.join(work_dir, 'report.md')) as f:
+        markdown = f.read()
+    assert f'Note: {note}' in markdown and '![pretraining](pictures/pretrain_curves.png)' in markdown
+    assert '![fine-tuning]' not in markdown
+    assert f'note: {note}' in proc.stdout
 
 
 def test_checkpoint_choice_and_the_validation_that_goes_with_it(tmp_path):

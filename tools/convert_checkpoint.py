@@ -3,10 +3,10 @@ r"""Move weights in and out: timm safetensors for backbones, mmseg init_model fi
 Examples:
     # a pretrained backbone (EMA weights when the run kept an EMA) -> timm folder (model.safetensors + config.json)
     python tools/convert_checkpoint.py backbone configs/pretrain/cosub_deit3-tiny_digits.py \
-        work_dirs/cosub_deit3-tiny_digits/epoch_25.pth exported/cosub_deit3-tiny
+        work_dirs/demo/pretrain/epoch_25.pth exported/cosub_deit3-tiny
     # a fine-tuned segmentor -> config + weights-only checkpoint for mmseg.apis.init_model / mmseg's test.py
     python tools/convert_checkpoint.py segmentor configs/seg/upernet_cosub-deit3-tiny_digitscenes.py \
-        work_dirs/upernet_cosub-deit3-tiny_digitscenes/iter_2000.pth exported/upernet
+        work_dirs/demo/seg/iter_2000.pth exported/upernet
     # the authors' DeiT III (or cosub) release, or a plain timm state dict -> checked timm folder
     python tools/convert_checkpoint.py import deit_3_small_224_21k.pth exported/deit3-small \
         --arch deit3_small_patch16_224

@@ -9,10 +9,13 @@ import time
 from cosub_seg.datasets.ade20k import check_ade20k_layout
 from cosub_seg.datasets.digit_scenes import write_digit_scenes
 from cosub_seg.datasets.digits import write_digits
+from cosub_seg.errors import DEBUG_HELP, cli_main
 
 
+@cli_main
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--debug', action='store_true', help=DEBUG_HELP)
     sub = parser.add_subparsers(dest='dataset', required=True)
     digits = sub.add_parser('digits', help="scikit-learn's handwritten digits as an ImageNet-style folder")
     digits.add_argument('--out', default='data/digits', help='output folder (default: data/digits)')

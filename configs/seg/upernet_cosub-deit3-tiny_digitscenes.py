@@ -17,7 +17,10 @@ model = dict(
         img_size=crop_size,
         drop_path_rate=0.1,
         model_kwargs=dict(patch_size=8, embed_dim=embed_dim, depth=6, num_heads=4),
-        init_cfg=dict(type='Pretrained', checkpoint='work_dirs/cosub_deit3-tiny_digits/epoch_25.pth'),
+        # Where `make demo` (tools/pipeline.py --work-dir work_dirs/demo) writes the pretrained backbone; after
+        # `python tools/pretrain.py configs/pretrain/cosub_deit3-tiny_digits.py` set
+        # model.backbone.init_cfg.checkpoint=work_dirs/cosub_deit3-tiny_digits/epoch_25.pth instead.
+        init_cfg=dict(type='Pretrained', checkpoint='work_dirs/demo/pretrain/epoch_25.pth'),
     ),
     neck=dict(in_channels=[embed_dim] * 4, out_channels=embed_dim),
     decode_head=dict(in_channels=[embed_dim] * 4, channels=64, num_classes=num_classes),

@@ -15,6 +15,7 @@ import json
 from mmengine.config import DictAction
 
 from cosub_seg.analysis import analyze, throughput
+from cosub_seg.errors import DEBUG_HELP, cli_main
 
 
 def parse_args(argv=None):
@@ -30,12 +31,14 @@ def parse_args(argv=None):
     parser.add_argument('--amp', action='store_true', help='time under autocast (fp16 on a GPU, bf16 on a CPU)')
     parser.add_argument('--out', help='also write the results to this JSON file')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config entries')
+    parser.add_argument('--debug', action='store_true', help=DEBUG_HELP)
     args = parser.parse_args(argv)
     if args.shape is not None and len(args.shape) not in (1, 2):
         parser.error(f'--shape takes H or H W, got {args.shape}')
     return args
 
 
+@cli_main
 def main(argv=None):
     args = parse_args(argv)
     size = None if args.shape is None else (args.shape[0], args.shape[-1])

@@ -3,11 +3,11 @@ r"""Move weights in and out: timm safetensors for backbones, mmseg init_model fi
 Examples:
     # a pretrained backbone (EMA weights when the run kept an EMA) -> timm folder (model.safetensors + config.json)
     python tools/convert_checkpoint.py backbone configs/pretrain/cosub_deit3-tiny_digits.py \
-        work_dirs/cosub_deit3-tiny_digits/epoch_25.pth exported/cosub_deit3-tiny
+        work_dirs/demo/pretrain/epoch_25.pth exported/cosub_deit3-tiny
     #   then: timm.create_model('local-dir:exported/cosub_deit3-tiny', pretrained=True)
     # a fine-tuned segmentor -> config + weights-only checkpoint for mmseg.apis.init_model / mmseg's test.py
     python tools/convert_checkpoint.py segmentor configs/seg/upernet_cosub-deit3-tiny_digitscenes.py \
-        work_dirs/upernet_cosub-deit3-tiny_digitscenes/iter_2000.pth exported/upernet
+        work_dirs/demo/seg/iter_2000.pth exported/upernet
     # the authors' DeiT III (or cosub) release, or a plain timm state dict -> checked timm folder
     python tools/convert_checkpoint.py import deit_3_small_224_21k.pth exported/deit3-small \
         --arch deit3_small_patch16_224
@@ -17,10 +17,12 @@ import argparse
 from mmengine.config import DictAction
 
 from cosub_seg.convert import export_backbone, export_segmentor, import_weights
+from cosub_seg.errors import DEBUG_HELP, cli_main
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--debug', action='store_true', help=DEBUG_HELP)
     sub = parser.add_subparsers(dest='command', required=True)
     backbone = sub.add_parser('backbone', help='a tools/pretrain.py checkpoint -> timm model.safetensors')
     backbone.add_argument('config', help='the pretraining config of the run')
@@ -42,20 +44,21 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+@cli_main
 def main(argv=None):
     args = parse_args(argv)
     if args.command == 'backbone':
         paths = export_backbone(args.config, args.checkpoint, args.out_dir, raw_weights=args.raw_weights)
-        print(f'\nwrote {paths["weights"]} ({paths["weights_kind"]} weights) and {paths["config"]}; '
+        print(f'wrote {paths["weights"]} ({paths["weights_kind"]} weights) and {paths["config"]}; '
               f"load with timm.create_model('local-dir:{args.out_dir}', pretrained=True)")
     elif args.command == 'segmentor':
         paths = export_segmentor(args.config, args.checkpoint, args.out_dir)
-        print(f'\nwrote {paths["config"]} and {paths["checkpoint"]}; load with '
+        print(f'wrote {paths["config"]} and {paths["checkpoint"]}; load with '
               f'mmseg.apis.init_model({paths["config"]!r}, {paths["checkpoint"]!r})')
     else:
         paths = import_weights(args.checkpoint, args.arch, args.out_dir, model_kwargs=dict(args.model_kwargs),
                                num_classes=args.num_classes)
-        print(f'\nevery tensor of {args.checkpoint} maps onto {args.arch}: wrote {paths["weights"]} and '
+        print(f'every tensor of {args.checkpoint} maps onto {args.arch}: wrote {paths["weights"]} and '
               f'{paths["config"]}')
     return paths
 

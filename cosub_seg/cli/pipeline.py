@@ -31,6 +31,8 @@ import sys
 import time
 from typing import Dict, List, Optional
 
+from cosub_seg.errors import DEBUG_HELP, MissingFileError, cli_main
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -46,14 +48,30 @@ def parse_args(argv=None):
     parser.add_argument('--amp', action='store_true', help='mixed precision in both training stages')
     parser.add_argument('--tensorboard', action='store_true', help='also log both training stages to TensorBoard')
     parser.add_argument('--num-overlays', type=int, default=4, help='validation images drawn (default: 4)')
+    parser.add_argument('--debug', action='store_true', help=DEBUG_HELP + ' (passed on to every stage)')
     return parser.parse_args(argv)
+
+
+def _inside(path: str, folder: str) -> bool:
+    path, folder = osp.abspath(path), osp.abspath(folder)
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def relative(path: str, work_dir: Optional[str] = None) -> str:
+    """``path`` for the report: relative to the current directory (the repository root, where the tools run) when
+    it lies inside it, else relative to ``work_dir`` (the report's folder) when inside that, else as given."""
+    if _inside(path, os.curdir):
+        return osp.relpath(path)
+    if work_dir is not None and _inside(path, work_dir):
+        return osp.relpath(path, work_dir)
+    return path
 
 
 def run_stage(name: str, module: str, args: List[str], commands: list) -> float:
     """Runs ``python -m <module> <args>`` with this interpreter, its output going to the console; returns the
     wall time in seconds. A failure stops the pipeline naming the stage."""
     command = [sys.executable, '-m', module, *args]
-    commands.append(dict(stage=name, command=shlex.join(command)))
+    commands.append(dict(stage=name, command=shlex.join([relative(sys.executable), *command[1:]])))
     print(f'\n== {name}: {shlex.join(command)}', flush=True)
     start = time.time()
     result = subprocess.run(command)
@@ -67,7 +85,7 @@ def last_checkpoint(work_dir: str) -> str:
     """The checkpoint MMEngine's ``last_checkpoint`` file of the run names."""
     path = osp.join(work_dir, 'last_checkpoint')
     if not osp.isfile(path):
-        raise FileNotFoundError(f'{path} is missing: the run in {work_dir} saved no checkpoint')
+        raise MissingFileError(f'{path} is missing: the run in {work_dir} saved no checkpoint')
     with open(path) as f:
         return f.read().strip()
 
@@ -76,8 +94,8 @@ def best_checkpoint(work_dir: str) -> str:
     """The ``best_*.pth`` that MMEngine's CheckpointHook (``save_best``) keeps."""
     found = sorted(glob.glob(osp.join(work_dir, 'best_*.pth')), key=osp.getmtime)
     if not found:
-        raise FileNotFoundError(f'no best_*.pth in {work_dir}: the config keeps no best checkpoint '
-                                '(default_hooks.checkpoint.save_best); run without --use-best')
+        raise MissingFileError(f'no best_*.pth in {work_dir}: the config keeps no best checkpoint '
+                               '(default_hooks.checkpoint.save_best); run without --use-best')
     return found[-1]
 
 
@@ -98,7 +116,7 @@ def read_test_metrics(eval_dir: str) -> dict:
     """The metrics MMEngine's LoggerHook wrote to ``<eval_dir>/<timestamp>/<timestamp>.json`` after testing."""
     found = sorted(glob.glob(osp.join(eval_dir, '*', '*.json')), key=osp.getmtime)
     if not found:
-        raise FileNotFoundError(f'no <timestamp>/<timestamp>.json under {eval_dir}: the evaluation wrote no metrics')
+        raise MissingFileError(f'no <timestamp>/<timestamp>.json under {eval_dir}: the evaluation wrote no metrics')
     with open(found[-1]) as f:
         return json.load(f)
 
@@ -113,6 +131,7 @@ def environment() -> Dict[str, str]:
                 mmengine=mmengine.__version__, mmseg=mmseg.__version__, device=device)
 
 
+@cli_main
 def main(argv=None):
     args = parse_args(argv)
     seg_name = osp.splitext(osp.basename(args.seg_config))[0]
@@ -120,8 +139,9 @@ def main(argv=None):
     dirs = {name: osp.join(work_dir, name) for name in ('pretrain', 'seg', 'eval', 'export', 'pictures')}
     for path, what in ((args.pretrain_config, 'pretraining config'), (args.seg_config, 'segmentation config')):
         if not osp.isfile(path):
-            raise FileNotFoundError(f'{what} {path} does not exist')
-    train_flags = [*(['--amp'] if args.amp else []), *(['--tensorboard'] if args.tensorboard else [])]
+            raise MissingFileError(f'{what} {path} does not exist')
+    debug = ['--debug'] if args.debug else []
+    train_flags = [*(['--amp'] if args.amp else []), *(['--tensorboard'] if args.tensorboard else []), *debug]
     times, commands = {}, []
     start = time.time()
 
@@ -150,17 +170,22 @@ def main(argv=None):
 
     # 4. Evaluation of the exported segmentor: the numbers belong to the files a user takes away.
     times['evaluate'] = run_stage('evaluation', 'cosub_seg.cli.test_seg', [
-        segmentor['config'], segmentor['checkpoint'], '--work-dir', dirs['eval'], '--confusion-matrix'], commands)
+        segmentor['config'], segmentor['checkpoint'], '--work-dir', dirs['eval'], '--confusion-matrix', *debug],
+        commands)
     metrics = read_test_metrics(dirs['eval'])
 
     # 5. Pictures.
     print('\n== pictures', flush=True)
     tick = time.time()
-    pictures = draw_pictures(dirs, metrics, segmentor, args.num_overlays)
+    notes: List[str] = []
+    pictures = draw_pictures(dirs, metrics, segmentor, args.num_overlays, notes)
     times['pictures'] = time.time() - tick
     times['total'] = time.time() - start
 
     # 6. Report.
+    def rel(path):
+        return relative(path, work_dir)
+
     from cosub_seg.visualization import read_scalars
     pretrain_records = read_scalars(dirs['pretrain'])
     top1 = validation_at(pretrain_records, checkpoint_step(pretrained), 'accuracy/top1')
@@ -174,13 +199,20 @@ def main(argv=None):
         confusion_matrix=dict(classes=classes, counts=metrics.get('confusion_matrix'),
                               rows='ground truth', columns='prediction'),
         wall_time_s={k: round(v, 1) for k, v in times.items()},
-        configs=dict(pretrain=args.pretrain_config, pretrain_as_run=pretrain_used, seg=args.seg_config,
-                     seg_as_run=seg_used, pretrain_options=args.pretrain_options,
-                     seg_options=args.seg_options),
-        checkpoints=dict(pretrain=pretrained, pretrain_choice='best' if args.use_best else 'last', seg=finetuned),
-        exports=dict(backbone=backbone, segmentor=segmentor),
+        # Paths relative to the repository root (where the pipeline ran), or to the report's folder for a work dir
+        # outside it (see relative()); pictures relative to the report, for its links.
+        configs=dict(pretrain=rel(args.pretrain_config), pretrain_as_run=rel(pretrain_used),
+                     seg=rel(args.seg_config), seg_as_run=rel(seg_used),
+                     pretrain_options=args.pretrain_options, seg_options=args.seg_options),
+        checkpoints=dict(pretrain=rel(pretrained), pretrain_choice='best' if args.use_best else 'last',
+                         seg=rel(finetuned)),
+        exports=dict(backbone={k: rel(v) if k != 'weights_kind' else v for k, v in backbone.items()},
+                     segmentor={k: rel(v) for k, v in segmentor.items()}),
+        paths_relative_to='the repository root' if _inside(work_dir, os.curdir) else
+        "the repository root (configs) and this report's folder (the files of the run)",
         pictures={k: ([osp.relpath(p, work_dir) for p in v] if isinstance(v, list) else osp.relpath(v, work_dir))
                   for k, v in pictures.items()},
+        notes=notes,
         commands=commands,
         environment=environment(),
     )
@@ -192,23 +224,48 @@ def main(argv=None):
     return report
 
 
-def draw_pictures(dirs: dict, metrics: dict, segmentor: dict, num_overlays: int) -> dict:
+def draw_curves(run_dir: str, out_file: str, title: str, options_flag: str, notes: List[str]) -> Optional[str]:
+    """The training curves of the run in ``run_dir``, or None with a note saying why there are none: a run shorter
+    than its logger interval logs no training records."""
+    from cosub_seg.errors import DataError
+    from cosub_seg.visualization import plot_training_curves, read_scalars
+    try:
+        return plot_training_curves(read_scalars(run_dir), out_file, title=title)
+    except (DataError, MissingFileError):
+        interval = _logger_interval(run_dir)
+        notes.append(f'no {title} curves: the run in {osp.basename(run_dir)}/ logged no training records (loss or lr). A '
+                     f'run shorter than its logger interval (default_hooks.logger.interval = {interval}) logs none: '
+                     f'give a smaller one, e.g. {options_flag} default_hooks.logger.interval=1')
+        print(f'note: {notes[-1]}', flush=True)
+        return None
+
+
+def _logger_interval(run_dir: str):
+    from mmengine.config import Config
+    found = glob.glob(osp.join(run_dir, '*.py'))
+    try:
+        return Config.fromfile(found[0]).default_hooks.logger.interval if found else '?'
+    except Exception:  # noqa: BLE001  only for the note
+        return '?'
+
+
+def draw_pictures(dirs: dict, metrics: dict, segmentor: dict, num_overlays: int, notes: List[str]) -> dict:
     """Training curves of both runs, per-class IoU, confusion matrix and ``num_overlays`` prediction overlays of
-    the exported segmentor on the validation images; returns the paths."""
+    the exported segmentor on the validation images; returns the paths. A picture that cannot be drawn is left out,
+    with the reason in ``notes``."""
     from mmseg.apis import init_model
     from mmseg.registry import DATASETS as SEG_DATASETS
     from mmengine.registry import DefaultScope
 
-    from cosub_seg.visualization import (draw_predictions, plot_confusion_matrix, plot_per_class_iou,
-                                         plot_training_curves, read_scalars)
+    from cosub_seg.visualization import draw_predictions, plot_confusion_matrix, plot_per_class_iou
     out = dirs['pictures']
     os.makedirs(out, exist_ok=True)
-    pictures = dict(
-        pretrain_curves=plot_training_curves(read_scalars(dirs['pretrain']), osp.join(out, 'pretrain_curves.png'),
-                                             title='cosub pretraining'),
-        finetune_curves=plot_training_curves(read_scalars(dirs['seg']), osp.join(out, 'finetune_curves.png'),
-                                             title='segmentation fine-tuning'),
-    )
+    pictures = {}
+    for key, run, title, flag in (('pretrain_curves', 'pretrain', 'cosub pretraining', '--pretrain-options'),
+                                  ('finetune_curves', 'seg', 'segmentation fine-tuning', '--seg-options')):
+        path = draw_curves(dirs[run], osp.join(out, f'{key}.png'), title, flag, notes)
+        if path is not None:
+            pictures[key] = path
     per_class = {k[len('IoU.'):]: v for k, v in metrics.items() if k.startswith('IoU.')}
     pictures['per_class_iou'] = plot_per_class_iou(per_class, osp.join(out, 'per_class_iou.png'),
                                                    title=f'per-class IoU (mIoU {metrics["mIoU"]:.2f})')
@@ -243,8 +300,9 @@ def report_markdown(r: dict) -> str:
         '| class | IoU (%) |', '|---|---|',
         *[f'| {name} | {_fmt(iou)} |' for name, iou in r['per_class_iou'].items()], '',
         '## Training curves', '',
-        f'![pretraining]({r["pictures"]["pretrain_curves"]})', '',
-        f'![fine-tuning]({r["pictures"]["finetune_curves"]})', '',
+        *[line for key, alt in (('pretrain_curves', 'pretraining'), ('finetune_curves', 'fine-tuning'))
+          if key in r['pictures'] for line in (f'![{alt}]({r["pictures"][key]})', '')],
+        *[line for note in r.get('notes', []) if ' curves: ' in note for line in (f'Note: {note}', '')],
     ]
     if 'confusion_matrix' in r['pictures']:
         lines += ['## Confusion matrix', '', 'Rows: ground truth, columns: prediction, each row in % of its pixels '
@@ -254,7 +312,7 @@ def report_markdown(r: dict) -> str:
               *[f'![{osp.basename(p)}]({p})' for p in r['pictures']['overlays']], '']
     exports = r['exports']
     lines += [
-        '## Files', '',
+        '## Files', '', f'Paths are relative to {r["paths_relative_to"]}.', '',
         f'- configs as run: `{r["configs"]["pretrain_as_run"]}`, `{r["configs"]["seg_as_run"]}`',
         f'- pretraining checkpoint handed over ({r["checkpoints"]["pretrain_choice"]}): '
         f'`{r["checkpoints"]["pretrain"]}`',

@@ -7,17 +7,19 @@ Examples:
 """
 import argparse
 
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
-
+from cosub_seg.datasets import check_split_configs
 from cosub_seg.engine import teardown_distributed
+from cosub_seg.engine.console import build_runner
 from cosub_seg.engine.launch import add_train_args, config_from_args
+from cosub_seg.errors import cli_main
 
 
+@cli_main
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cfg = config_from_args(add_train_args(parser).parse_args(argv))
-    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    check_split_configs(cfg, splits=('val', ))  # before anything is built
+    runner = build_runner(cfg)
     runner.train()
     teardown_distributed()
 

@@ -9,11 +9,12 @@ import argparse
 import os.path as osp
 
 from mmengine.config import Config, DictAction
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
+from cosub_seg.datasets import check_split_configs
 from cosub_seg.engine import setup_distributed, teardown_distributed
+from cosub_seg.engine.console import build_runner
 from cosub_seg.engine.launch import merge_cfg_options, use_bn_without_gpu
+from cosub_seg.errors import DEBUG_HELP, ConfigKeyError, MissingFileError, cli_main
 
 
 def parse_args(argv=None):
@@ -29,14 +30,16 @@ def parse_args(argv=None):
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config entries')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    parser.add_argument('--debug', action='store_true', help=DEBUG_HELP)
     return parser.parse_args(argv)
 
 
+@cli_main
 def main(argv=None):
     args = parse_args(argv)
     for path, what in ((args.config, 'config'), (args.checkpoint, 'checkpoint')):
         if not osp.isfile(path):
-            raise FileNotFoundError(f'{what} file {path} does not exist')
+            raise MissingFileError(f'{what} file {path} does not exist')
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         merge_cfg_options(cfg, args.cfg_options, args.config)
@@ -44,7 +47,7 @@ def main(argv=None):
     cfg.load_from = args.checkpoint
     if args.tta:
         if 'tta_pipeline' not in cfg or 'tta_model' not in cfg:
-            raise KeyError(f'--tta needs tta_pipeline and tta_model in {args.config}')
+            raise ConfigKeyError(f'--tta needs tta_pipeline and tta_model in {args.config}')
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
         cfg.tta_model.module = cfg.model
         cfg.model = cfg.tta_model
@@ -54,16 +57,21 @@ def main(argv=None):
         evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, (list, tuple)) else [cfg.test_evaluator]
         ignore_index = evaluators[0].get('ignore_index', 255)
         cfg.test_evaluator = [*evaluators, dict(type='ConfusionMatrixMetric', ignore_index=ignore_index)]
+        if cfg.get('log_processor', {}).get('type', 'LogProcessor') == 'LogProcessor':
+            # The matrix goes to the JSON log; the console and the text log get its shape.
+            cfg.log_processor = dict(cfg.get('log_processor', {}), type='CompactLogProcessor')
     if args.show_dir:
         hook = cfg.default_hooks.get('visualization')
         if hook is None:
-            raise KeyError(f'--show-dir needs default_hooks.visualization (SegVisualizationHook) in {args.config}')
+            raise ConfigKeyError(
+                f'--show-dir needs default_hooks.visualization (SegVisualizationHook) in {args.config}')
         hook.update(draw=True, interval=1)
         cfg.visualizer['save_dir'] = args.show_dir
     cfg.custom_hooks = [*cfg.get('custom_hooks', []), dict(type='ProgressBarHook')]
     use_bn_without_gpu(cfg.model)
+    check_split_configs(cfg, splits=('test', ))  # before anything is built
     setup_distributed(cfg, args.launcher)
-    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     metrics = runner.test()
     if runner.rank == 0:
         print('  '.join(f'{key}: {metrics[key]:.2f}' for key in ('aAcc', 'mIoU', 'mAcc') if key in metrics))

@@ -9,6 +9,7 @@ import torch
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
+from ..errors import DEBUG_HELP, ConfigError, ConfigKeyError, MissingFileError, MissingPackageError
 from .checkpointing import find_resumable_checkpoint
 from .dist import setup_distributed
 
@@ -33,6 +34,7 @@ def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help='override config entries, e.g. train_dataloader.batch_size=32')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    parser.add_argument('--debug', action='store_true', help=DEBUG_HELP)
     return parser
 
 
@@ -40,14 +42,14 @@ def apply_amp(cfg: Config, dtype=None) -> None:
     """Switches the config's optimiser wrapper to mixed precision on the device this run will use."""
     wrapper = cfg.optim_wrapper
     if wrapper.get('type', 'OptimWrapper') != 'OptimWrapper':
-        raise ValueError(f'--amp needs optim_wrapper.type="OptimWrapper", the config has {wrapper.type!r}')
+        raise ConfigError(f'--amp needs optim_wrapper.type="OptimWrapper", the config has {wrapper.type!r}')
     if torch.cuda.is_available():
         wrapper.type = 'AmpOptimWrapper'
         wrapper.dtype = dtype or 'float16'
         wrapper.loss_scale = 'dynamic'
     else:
         if dtype == 'float16':
-            raise ValueError('--amp-dtype float16 needs a GPU (loss scaling); use bfloat16 on a CPU')
+            raise ConfigError('--amp-dtype float16 needs a GPU (loss scaling); use bfloat16 on a CPU')
         wrapper.type = 'AutocastOptimWrapper'
         wrapper.dtype = 'bfloat16'
 
@@ -57,7 +59,7 @@ def enable_tensorboard(cfg: Config) -> None:
     scalars.json the pictures are drawn from is still written). Fails here, before training starts, when the
     tensorboard package is missing: MMEngine would only fail at the first logged scalar."""
     if importlib.util.find_spec('tensorboard') is None:
-        raise ModuleNotFoundError("--tensorboard needs the tensorboard package: pip install 'cosub_seg[tensorboard]' "
+        raise MissingPackageError("--tensorboard needs the tensorboard package: pip install 'cosub_seg[tensorboard]' "
                                   '(or pip install tensorboard), or run without --tensorboard')
     backends = list(cfg.visualizer.get('vis_backends') or [])
     if not any(backend.get('type') == 'TensorboardVisBackend' for backend in backends):
@@ -79,58 +81,115 @@ def use_bn_without_gpu(cfg_node) -> None:
             use_bn_without_gpu(value)
 
 
-class UnknownConfigKeyError(KeyError):
+class UnknownConfigKeyError(ConfigKeyError):
     """A ``--cfg-options`` key that the config does not have (printed without KeyError's quotes)."""
 
-    def __str__(self) -> str:
-        return str(self.args[0])
+
+# Top-level keys that something reads after the config file is parsed: MMEngine's Runner (Runner.from_cfg and the
+# loops), the tools (runner_type, tta_model, tta_pipeline) and mmseg's inference API (test_pipeline). Any other
+# top-level key of a config is a variable of the file (num_classes, crop_size, data_root, max_iters...), already
+# used where the file refers to it: overriding it afterwards changes nothing.
+READ_TOP_LEVEL_KEYS = frozenset((
+    'model', 'work_dir', 'train_dataloader', 'val_dataloader', 'test_dataloader', 'train_cfg', 'val_cfg', 'test_cfg',
+    'auto_scale_lr', 'optim_wrapper', 'param_scheduler', 'val_evaluator', 'test_evaluator', 'default_hooks',
+    'custom_hooks', 'load_from', 'resume', 'launcher', 'env_cfg', 'log_processor', 'log_level', 'visualizer',
+    'default_scope', 'randomness', 'experiment_name', 'compile', 'activation_checkpointing', 'efficient_conv_bn_eval',
+    'model_wrapper_cfg', 'sync_bn', 'find_unused_parameters', 'resource_limit', 'runner_type', 'custom_imports',
+    'tta_model', 'tta_pipeline', 'test_pipeline'))
+WRAPPERS = {'CheckedDataset': frozenset(('type', 'dataset', 'on_bad_sample', 'check_files', 'max_failures_in_a_row'))}
 
 
-def _check_option_key(tree: dict, key: str, source: str) -> None:
+def _leaves(node, prefix=''):
+    """(dotted key, value) of every entry of a config tree, dicts and lists included."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, (list, tuple)) else ()
+    for key, value in items:
+        path = f'{prefix}.{key}' if prefix else str(key)
+        yield path, value
+        yield from _leaves(value, path)
+
+
+def _check_variable(tree: dict, key: str, source: str) -> None:
+    """Refuses an option on a top-level variable of the config file, naming the keys that took its value."""
+    name = key.split('.')[0]
+    if name in READ_TOP_LEVEL_KEYS or name not in tree:
+        return
+    if name == 'data_preprocessor' and 'data_preprocessor' not in (tree.get('model') or {}):
+        return  # the Runner gives it to a model without one of its own
+    value = tree[name]
+    read = {k: v for k, v in tree.items() if k in READ_TOP_LEVEL_KEYS}  # what other variables hold is not read either
+    same_name = [path for path, _ in _leaves(read) if path.rsplit('.', 1)[-1] == name and '.' in path]
+    same_value = [path for path, v in _leaves(read) if '.' in path and path not in same_name and v == value
+                  and not isinstance(value, (bool, type(None)))]
+    users = same_name + same_value[:max(0, 8 - len(same_name))]
+    where = (f' Set the keys that took its value instead, e.g. {" ".join(f"{u}=..." for u in users)}' if users else
+             ' Set the keys that use it instead (see the config file)')
+    raise UnknownConfigKeyError(
+        f'--cfg-options {key}: {name} is a variable of {source}, used where the file refers to it while the file is '
+        f'read; changing it now would change nothing.{where}, or write a config that inherits this one and sets '
+        f'{name} there.')
+
+
+def _check_option_key(tree: dict, key: str, source: str) -> str:
+    """Checks ``key`` against the config tree; returns it, with an option on a CheckedDataset's dataset settings
+    (``train_dataloader.dataset.data_root``) moved to the dataset it wraps (``...dataset.dataset.data_root``)."""
+    _check_variable(tree, key, source)
     parts = key.split('.')
     node = tree
-    for depth, part in enumerate(parts):
+    depth = 0
+    while depth < len(parts):
+        part = parts[depth]
         where = '.'.join(parts[:depth]) or 'the top level'
         if isinstance(node, (list, tuple)):
             if not (part.isdigit() and int(part) < len(node)):
                 raise UnknownConfigKeyError(f'--cfg-options {key}: {where} in {source} is a list of {len(node)} '
                                             f'items, and {part!r} is not an index of it')
             node = node[int(part)]
+            depth += 1
             continue
         if not isinstance(node, dict):
             raise UnknownConfigKeyError(f'--cfg-options {key}: {where} in {source} is a {type(node).__name__}, '
                                         f'not a dict with a key {part!r}')
+        own = WRAPPERS.get(node.get('type'))
+        if own is not None and part not in own and isinstance(node.get('dataset'), dict):
+            # The usual mmseg form for a setting of the wrapped dataset: it goes one level down.
+            moved = '.'.join(parts[:depth] + ['dataset'] + parts[depth:])
+            print_log(f'--cfg-options {key}: {where} is a {node["type"]} wrapping a '
+                      f'{node["dataset"].get("type", "dataset")}; setting {moved}', logger='current')
+            return _check_option_key(tree, moved, source)
         if part in node:
             node = node[part]
+            depth += 1
             continue
         # A new last key inside an existing dict is allowed (e.g. a module argument the config leaves at its default,
         # train_dataloader.dataset.indices): whatever takes that dict checks its keys when it is built.
         if depth == len(parts) - 1 and depth > 0:
             print_log(f'--cfg-options adds {key}, which {source} does not set', logger='current')
-            return
+            return key
         close = difflib.get_close_matches(part, [str(k) for k in node], n=3)
         hint = f' Did you mean {" or ".join(repr(c) for c in close)}?' if close else ''
         raise UnknownConfigKeyError(
             f'--cfg-options {key}: {source} has no key {part!r} at {where}, so this option would change nothing.'
             f'{hint} To add a new setting, write a config that inherits this one.')
+    return key
 
 
 def merge_cfg_options(cfg: Config, options: dict, source: str) -> None:
     """``cfg.merge_from_dict(options)``, refusing keys the config does not have: MMEngine would add them silently,
     and nothing would read a misspelt top-level key (``max_epoch``) or anything under a misspelt dict
     (``train_dataloder.batch_size``). A new last key inside an existing dict is accepted and logged: the module or
-    function that takes that dict rejects an argument it does not know when it is built."""
+    function that takes that dict rejects an argument it does not know when it is built. A top-level variable of the
+    config file (``num_classes``) is refused with the keys that took its value. A setting of the dataset a
+    CheckedDataset wraps, given on the wrapper (``train_dataloader.dataset.data_root``, mmseg's usual form), is
+    applied to the wrapped dataset."""
     tree = cfg.to_dict()
-    for key in options:
-        _check_option_key(tree, key, source)
-    cfg.merge_from_dict(options)
+    cfg.merge_from_dict({_check_option_key(tree, key, source): value for key, value in options.items()})
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
     """Loads the config and applies the command line to it."""
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     if not osp.isfile(args.config):
-        raise FileNotFoundError(f'config file {args.config} does not exist')
+        raise MissingFileError(f'config file {args.config} does not exist')
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         merge_cfg_options(cfg, args.cfg_options, args.config)

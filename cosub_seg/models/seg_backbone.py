@@ -1,4 +1,6 @@
 """``TimmSegBackbone``: any timm backbone as an MMSegmentation backbone returning NCHW feature maps."""
+import os
+import os.path as osp
 from typing import List, Optional, Sequence, Union
 
 import timm
@@ -13,6 +15,7 @@ from timm.models.xcit import Xcit
 
 from ..checkpoint import extract_state_dict, load_checkpoint_file
 from ..convert import timm_state_dict
+from ..errors import ConfigError, MissingFileError
 from .drop_path import configure_stochastic_depth
 from .timm_factory import create_timm_model
 
@@ -80,8 +83,8 @@ class TimmSegBackbone(BaseModule):
         checkpoint = None
         if init_cfg is not None:
             if init_cfg.get('type') != 'Pretrained' or 'checkpoint' not in init_cfg:
-                raise ValueError(f"TimmSegBackbone takes init_cfg=dict(type='Pretrained', checkpoint=PATH), "
-                                 f'got {init_cfg}')
+                raise ConfigError(f"TimmSegBackbone takes init_cfg=dict(type='Pretrained', checkpoint=PATH), "
+                                  f'got {init_cfg}')
             checkpoint = init_cfg['checkpoint']
         super().__init__(init_cfg=None)
         self.checkpoint = checkpoint
@@ -131,6 +134,8 @@ class TimmSegBackbone(BaseModule):
         self._is_init = True
 
     def load_pretrained(self, path: str) -> None:
+        if not osp.isfile(path):
+            raise MissingFileError(missing_pretrained_message(path))
         state = extract_state_dict(load_checkpoint_file(path), path)
         state = timm_state_dict(state, self.model)
         own = self.model.state_dict()
@@ -139,7 +144,7 @@ class TimmSegBackbone(BaseModule):
         mismatched = [f'{k}: {tuple(v.shape)} in the file, {tuple(own[k].shape)} here'
                       for k, v in state.items() if v.shape != own[k].shape]
         if mismatched:
-            raise ValueError(f'{path} does not fit {self.model.__class__.__name__}: ' + '; '.join(mismatched[:5]))
+            raise ConfigError(f'{path} does not fit {self.model.__class__.__name__}: ' + '; '.join(mismatched[:5]))
         missing = sorted(set(own) - set(state))
         self.model.load_state_dict(state, strict=False)
         print_log(f'loaded {len(state)} tensors from {path}; not used (classifier, pruned layers): '
@@ -149,4 +154,35 @@ class TimmSegBackbone(BaseModule):
                       f'{missing[:10]}', logger='current', level=30)
 
 
-__all__ = ['TimmSegBackbone', 'plain_out_indices']
+def _what_writes(path: str) -> str:
+    """The command that writes ``path``, when its place says it: ``<work dir>/pretrain/`` is where
+    tools/pipeline.py pretrains (``make demo``: work_dirs/demo), ``work_dirs/<name>/`` is tools/pretrain.py's
+    default work dir for ``configs/pretrain/<name>.py``."""
+    parts = osp.normpath(path).split(os.sep)
+    if len(parts) >= 3 and parts[-2] == 'pretrain':
+        work_dir = os.sep.join(parts[:-2])
+        if work_dir == osp.join('work_dirs', 'demo'):
+            return '`make demo` writes it (it pretrains on the digits first). '
+        return f'`python tools/pipeline.py PRETRAIN_CONFIG SEG_CONFIG --work-dir {work_dir}` writes it. '
+    if len(parts) >= 2 and osp.isfile(osp.join('configs', 'pretrain', parts[-2] + '.py')):
+        return f'`python tools/pretrain.py configs/pretrain/{parts[-2]}.py` writes it. '
+    return ''
+
+
+def missing_pretrained_message(path: str) -> str:
+    """What to do when the pretrained checkpoint the config names does not exist."""
+    return (f"the backbone's pretrained checkpoint {path} (model.backbone.init_cfg.checkpoint) does not exist. "
+            f'{_what_writes(path)}To use another file: --cfg-options model.backbone.init_cfg.checkpoint=PATH; to '
+            'start from random weights: --cfg-options model.backbone.init_cfg=None')
+
+
+def check_pretrained_checkpoint(model_cfg: dict) -> None:
+    """Raises :class:`MissingFileError` (saying which option to set and what writes the file) when the config's
+    backbone names a pretrained checkpoint that does not exist; checked before a run builds anything."""
+    init_cfg = (model_cfg.get('backbone') or {}).get('init_cfg') or {}
+    path = init_cfg.get('checkpoint') if init_cfg.get('type') == 'Pretrained' else None
+    if isinstance(path, str) and '://' not in path and not osp.isfile(path):
+        raise MissingFileError(missing_pretrained_message(path))
+
+
+__all__ = ['TimmSegBackbone', 'plain_out_indices', 'check_pretrained_checkpoint', 'missing_pretrained_message']
