@@ -1,7 +1,6 @@
 """What a user sees when something is wrong: one line naming the file, key or value and what to do (no traceback
 unless --debug), the config's default paths where `make demo` writes, and override mistakes named."""
 import argparse
-import os
 import os.path as osp
 import re
 import subprocess
@@ -268,29 +267,3 @@ def test_class_counts_of_heads_datasets_and_annotation_checks_must_agree():
                                          r'\(Split: background, digit 0, digit 1\): 3; CheckSegAnnotation'):
         check_class_counts(model, [('train_dataloader', Split())])
     check_class_counts(SimpleNamespace(), [('train_dataloader', Split())])  # a classifier: no heads to compare
-
-
-# ---------------------------------------------------------------------------------------------- item 2: launchers
-
-
-def test_the_launchers_find_the_projects_python_without_PYTHON(tmp_path):
-    """`python` on PATH without torch (as on this machine outside the venv): the launcher takes .venv/bin/python."""
-    fake = tmp_path / 'bin'
-    fake.mkdir()
-    for name in ('python', 'python3'):
-        (fake / name).write_text('#!/bin/sh\necho "No module named torch" >&2\nexit 1\n')
-        (fake / name).chmod(0o755)
-    env = {k: v for k, v in os.environ.items() if k not in ('PYTHON', 'VIRTUAL_ENV', 'CONDA_PREFIX')}
-    env['PATH'] = f'{fake}{os.pathsep}{env["PATH"]}'
-    found = subprocess.run(['bash', 'tools/find_python.sh'], cwd=ROOT, env=env, capture_output=True, text=True)
-    venv = osp.join(ROOT, '.venv', 'bin', 'python')
-    if not osp.exists(venv):
-        pytest.skip('no .venv: the project was installed another way')
-    assert (found.returncode, found.stdout.strip()) == (0, venv)
-    chosen = subprocess.run(['bash', 'tools/find_python.sh'], cwd=ROOT, env=dict(env, PYTHON='/opt/py/bin/python'),
-                            capture_output=True, text=True)
-    assert chosen.stdout.strip() == '/opt/py/bin/python'  # PYTHON still wins
-    for launcher in ('tools/dist_launch.sh', 'tools/slurm_launch.sh'):
-        with open(osp.join(ROOT, launcher)) as f:
-            text = f.read()
-        assert 'PYTHON=$(bash tools/find_python.sh)' in text and '${PYTHON:-python}' not in text

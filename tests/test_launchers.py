@@ -1,0 +1,59 @@
+"""The launchers as the README writes them: `bash tools/dist_pretrain.sh CONFIG 2`, with no PYTHON and no activated
+environment, runs the tools with the project's Python (`python` on PATH may have no torch)."""
+import math
+import os
+import os.path as osp
+import subprocess
+
+import pytest
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def fake_python_first(tmp_path):
+    """The environment of a shell without PYTHON or an activated environment, whose `python` and `python3` have no
+    torch (as on this machine: pyenv's shims)."""
+    fake = tmp_path / 'bin'
+    fake.mkdir()
+    for name in ('python', 'python3'):
+        (fake / name).write_text("#!/bin/sh\necho \"ModuleNotFoundError: No module named 'torch'\" >&2\nexit 1\n")
+        (fake / name).chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ('PYTHON', 'VIRTUAL_ENV', 'CONDA_PREFIX')}
+    env['PATH'] = f'{fake}{os.pathsep}{env["PATH"]}'
+    return env
+
+
+
+def test_the_launchers_find_the_projects_python_without_PYTHON(tmp_path):
+    """`python` on PATH without torch (as on this machine outside the venv): the launcher takes .venv/bin/python."""
+    env = fake_python_first(tmp_path)
+    found = subprocess.run(['bash', 'tools/find_python.sh'], cwd=ROOT, env=env, capture_output=True, text=True)
+    venv = osp.join(ROOT, '.venv', 'bin', 'python')
+    if not osp.exists(venv):
+        pytest.skip('no .venv: the project was installed another way')
+    assert (found.returncode, found.stdout.strip()) == (0, venv)
+    chosen = subprocess.run(['bash', 'tools/find_python.sh'], cwd=ROOT, env=dict(env, PYTHON='/opt/py/bin/python'),
+                            capture_output=True, text=True)
+    assert chosen.stdout.strip() == '/opt/py/bin/python'  # PYTHON still wins
+    for launcher in ('tools/dist_launch.sh', 'tools/slurm_launch.sh'):
+        with open(osp.join(ROOT, launcher)) as f:
+            text = f.read()
+        assert 'PYTHON=$(bash tools/find_python.sh)' in text and '${PYTHON:-python}' not in text
+
+
+@pytest.mark.slow
+def test_the_readme_dist_pretrain_line_runs_without_PYTHON(digits_root, tmp_path):
+    from test_pretrain_tool import digits_options, scalars
+    if not osp.exists(osp.join(ROOT, '.venv', 'bin', 'python')):
+        pytest.skip('no .venv: the project was installed another way')
+    work_dir = str(tmp_path / 'dist')
+    env = dict(fake_python_first(tmp_path), PORT='29541')
+    proc = subprocess.run(['bash', 'tools/dist_pretrain.sh', 'configs/pretrain/cosub_deit3-tiny_digits.py', '2',
+                           '--work-dir', work_dir, '--cfg-options',
+                           *digits_options(digits_root, epochs=1, per_epoch_images=16)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    train = [r for r in scalars(work_dir) if 'loss' in r]
+    # 16 images over 2 processes with a batch of 4 each: 2 iterations.
+    assert [r['iter'] for r in train] == [1, 2] and all(math.isfinite(r['loss']) for r in train)
+    assert osp.isfile(osp.join(work_dir, 'epoch_1.pth'))
