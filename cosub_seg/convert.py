@@ -179,10 +179,10 @@ def export_segmentor(config: str, checkpoint: str, out_dir: str) -> Dict[str, st
     """Writes ``out_dir/<config name>.py`` and ``out_dir/<config name>.pth`` for ``mmseg.apis.init_model``.
 
     The config is the training config with ``model.backbone.init_cfg`` removed (so loading it needs no
-    pretraining file), no resume state and no work dir; the checkpoint holds only ``state_dict`` and ``meta.dataset_meta``
-    (class names and palette, which ``init_model`` reads), so it loads with ``weights_only=True`` in any process,
-    without our allow-list. The weights are checked against the model the config builds before anything is
-    written.
+    pretraining file), no resume state and no work dir; the checkpoint holds only ``state_dict`` and
+    ``meta.dataset_meta`` (class names and palette, which ``init_model`` reads), so it loads with
+    ``weights_only=True`` in any process, without our allow-list. The weights are checked against the model the
+    config builds before anything is written.
     """
     from mmseg.registry import MODELS as SEG_MODELS
     from mmseg.registry import DATASETS as SEG_DATASETS

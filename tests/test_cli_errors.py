@@ -54,8 +54,8 @@ def test_one_line_takes_off_what_mmengine_and_the_data_loader_add():
     assert one_line(built) == 'ValueError: on_bad_sample must be "raise" or "skip", got \'ignore\''
     # torch's data loader rebuilds a worker's error with the worker's traceback in the message.
     worker = DataError('Caught DataError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):'
-                       '\n  File "x.py", line 1, in f\n    raise DataError(msg)\ncosub_seg.errors.DataError: annotation '
-                       'a.png is 90x100 (w x h) but its image a.jpg is 128x128: re-export it at that size\n')
+                       '\n  File "x.py", line 1, in f\n    raise DataError(msg)\ncosub_seg.errors.DataError: '
+                       'annotation a.png is 90x100 (w x h) but its image a.jpg is 128x128: re-export it at that size\n')
     assert one_line(worker) == ('ValueError: annotation a.png is 90x100 (w x h) but its image a.jpg is 128x128: '
                                 're-export it at that size')
     # The kind printed is the built-in exception: scripts matching it keep working.
@@ -222,9 +222,10 @@ def test_mmseg_train_tool_takes_the_usual_data_root_override(python, tmp_path):
     proc = subprocess.run([python, train, SEG_CONFIG, '--work-dir', str(tmp_path / 'run'), '--cfg-options',
                            'model.backbone.init_cfg=None', f'train_dataloader.dataset.data_root={scenes}',
                            f'val_dataloader.dataset.data_root={scenes}', 'train_cfg.max_iters=1',
-                           'train_cfg.val_interval=1', 'train_dataloader.batch_size=2', 'train_dataloader.num_workers=0',
-                           'train_dataloader.persistent_workers=False', 'val_dataloader.num_workers=0',
-                           'val_dataloader.persistent_workers=False', 'default_hooks.checkpoint.interval=1'],
+                           'train_cfg.val_interval=1', 'train_dataloader.batch_size=2',
+                           'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
+                           'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
+                           'default_hooks.checkpoint.interval=1'],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'CheckedDataset: data_root set on the DigitScenesDataset it wraps' in proc.stdout + proc.stderr
@@ -237,7 +238,8 @@ def test_heads_with_another_class_count_are_refused_before_the_first_step(python
     scenes = str(tmp_path / 'scenes')
     write_digit_scenes(scenes, num_train=4, num_val=2)
     proc = subprocess.run([python, 'tools/train_seg.py', SEG_CONFIG, '--work-dir', str(tmp_path / 'run'),
-                           '--cfg-options', 'model.backbone.init_cfg=None', f'train_dataloader.dataset.data_root={scenes}',
+                           '--cfg-options', 'model.backbone.init_cfg=None',
+                           f'train_dataloader.dataset.data_root={scenes}',
                            f'val_dataloader.dataset.data_root={scenes}', 'train_dataloader.num_workers=0',
                            'train_dataloader.persistent_workers=False', 'val_dataloader.num_workers=0',
                            'val_dataloader.persistent_workers=False', 'model.decode_head.num_classes=10',

@@ -233,9 +233,9 @@ def draw_curves(run_dir: str, out_file: str, title: str, options_flag: str, note
         return plot_training_curves(read_scalars(run_dir), out_file, title=title)
     except (DataError, MissingFileError):
         interval = _logger_interval(run_dir)
-        notes.append(f'no {title} curves: the run in {osp.basename(run_dir)}/ logged no training records (loss or lr). A '
-                     f'run shorter than its logger interval (default_hooks.logger.interval = {interval}) logs none: '
-                     f'give a smaller one, e.g. {options_flag} default_hooks.logger.interval=1')
+        notes.append(f'no {title} curves: the run in {osp.basename(run_dir)}/ logged no training records (loss or '
+                     f'lr). A run shorter than its logger interval (default_hooks.logger.interval = {interval}) logs '
+                     f'none: give a smaller one, e.g. {options_flag} default_hooks.logger.interval=1')
         print(f'note: {notes[-1]}', flush=True)
         return None
 

@@ -124,4 +124,5 @@ def build_runner(cfg) -> Runner:
     return RUNNERS.build(cfg) if 'runner_type' in cfg else CosubRunner.from_cfg(cfg)
 
 
-__all__ = ['ConsoleSummaryFilter', 'ConsoleSummaryFormatter', 'summarise_console', 'CompactLogProcessor', 'CosubRunner', 'build_runner']
+__all__ = ['ConsoleSummaryFilter', 'ConsoleSummaryFormatter', 'summarise_console', 'CompactLogProcessor', 'CosubRunner',
+           'build_runner']
