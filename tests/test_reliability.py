@@ -23,7 +23,8 @@ from cosub_seg.datasets import BadSampleError, CheckedDataset, CheckSegAnnotatio
 from cosub_seg.datasets.digit_scenes import write_digit_scenes
 from cosub_seg.engine import AtomicLocalBackend, atomic_write, find_resumable_checkpoint
 from cosub_seg.engine.launch import UnknownConfigKeyError, add_train_args, config_from_args
-from cosub_seg.engine.randomness import isolated_rng
+from cosub_seg.datasets.checked import STAND_IN_DOMAIN
+from cosub_seg.engine.randomness import derive_seed, isolated_rng
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -234,7 +235,12 @@ def test_a_bad_image_names_its_file(tmp_path, digits_root, damage):
         dataset[Draw(1, 0)]
     skipping = checked_folder(root, on_bad_sample='skip')
     sample = skipping[Draw(1, 0)]
-    assert sample['data_samples'].img_path == files[2]  # the next image stands in
+    # The stand-in is a random other sample, drawn from (STAND_IN_DOMAIN, the draw's seed, the attempt), so the same
+    # draw gets the same stand-in in any process and after a resume.
+    rng = np.random.default_rng(derive_seed(STAND_IN_DOMAIN, 0, 0))
+    expected = next(i for i in (int(rng.integers(len(files))) for _ in range(64)) if i != 1)
+    assert sample['data_samples'].img_path == files[expected]
+    assert checked_folder(root, on_bad_sample='skip')[Draw(1, 0)]['data_samples'].img_path == files[expected]
     [report] = sample['data_samples'].skipped_bad_samples
     assert report.startswith(f'index 1, img_path={files[1]} (AssertionError: failed to load image')
 
