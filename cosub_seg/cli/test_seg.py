@@ -22,8 +22,11 @@ def parse_args(argv=None):
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='where the evaluation log goes (default: work_dirs/<config name>)')
-    parser.add_argument('--tta', action='store_true', help="multi-scale + flip test (the config's tta_pipeline)")
-    parser.add_argument('--out', help='write the predicted label maps (PNG) to this folder')
+    parser.add_argument('--tta', action='store_true',
+                        help="test-time augmentation as the config's tta_pipeline gives it: several scales, plus "
+                        'flips where it has them (ADE20k configs: 0.5-1.75 + flip; digits: 0.75-1.25, no flip)')
+    parser.add_argument('--out', help="write the predicted label maps (PNG) to this folder, in the annotations' "
+                        'convention: with reduce_zero_label (ADE20k, digit scenes) class k is saved as k + 1')
     parser.add_argument('--show-dir', help='write image / ground truth / prediction overlays to this folder')
     parser.add_argument('--confusion-matrix', action='store_true',
                         help='also count the pixel confusion matrix (written to the JSON log of the run)')
