@@ -18,7 +18,7 @@ from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import MODELS, DefaultScope
 
-from .engine.launch import merge_cfg_options
+from .runtime.launch import merge_cfg_options
 
 
 def sdpa_flop_jit(inputs: list, outputs: list) -> int:

@@ -1,32 +1,25 @@
-"""Checkpoint loading that never executes code from the file.
+"""Reading weights files without executing code from them, and putting their tensors under a timm model's names.
 
 torch >= 2.6 loads with ``weights_only=True``: only tensors, containers and allow-listed classes are rebuilt. A
 training checkpoint written by MMEngine also holds its message hub (``HistoryBuffer``) and NumPy arrays and scalars
-from the logs, so MMEngine's resume (and mmseg's own tools/test.py) fail with "Unsupported global". Importing
-``cosub_seg`` (which every config does through ``custom_imports``) adds exactly those classes,
-:data:`TRAINING_STATE_GLOBALS`, to torch's allow-list: each of them only rebuilds data, so a file still cannot run
-code. Nothing here turns ``weights_only`` off or sets ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``.
-
-MMEngine reads local checkpoints (``load_from``, ``resume``, ``init_cfg=dict(type='Pretrained')``, mmseg's
-tools) with ``torch.load`` and no ``weights_only`` argument, so the environment variable
-``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` would turn unpickling of arbitrary code back on there. Importing ``cosub_seg``
-registers :func:`load_from_local_weights_only` as MMEngine's loader for local paths: it passes ``weights_only=True``
-explicitly (which the variable cannot override), reads ``.safetensors`` too, and names the file it refuses.
-
-MMEngine pickles a ``HistoryBuffer`` with its whole ``__dict__``, which after training holds bound statistics methods
-(``getattr(HistoryBuffer, 'min')``); allowing ``getattr`` would let a file reach any attribute of an allowed class.
-We register (``copyreg``, the standard way to define how a third-party class pickles) a reduction to its data alone:
-the log and count arrays and the maximum length, which ``HistoryBuffer(...)`` takes back on load.
+from the logs. :func:`load_checkpoint_file` admits exactly those classes, :func:`training_state_globals`, for the
+duration of the load (``torch.serialization.safe_globals``): each of them only rebuilds data, so a file still cannot
+run code. Nothing here turns ``weights_only`` off or sets ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``, and nothing here
+changes torch or MMEngine for the rest of the process: :func:`cosub_seg.runtime.install` does that, for training runs
+and MMEngine's own loading (see :mod:`cosub_seg.runtime.patches`).
 """
-import copyreg
 import os.path as osp
 import pickle
+import sys
 from typing import Dict
 
 import numpy as np
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 from mmengine.logging.history_buffer import HistoryBuffer
-from mmengine.runner.checkpoint import CheckpointLoader
+from timm.models import VisionTransformer
+from timm.models.pit import PoolingVisionTransformer
 
 from .errors import ConfigTypeError, DataError, MissingFileError, UnsafeCheckpointError
 
@@ -40,21 +33,15 @@ def _numpy_globals() -> list:
     return [core.multiarray._reconstruct, core.multiarray.scalar, np.ndarray, np.dtype, *dtype_classes]
 
 
-def _reduce_history_buffer(buffer: HistoryBuffer):
-    log_history, count_history = buffer.data
-    return HistoryBuffer, (log_history, count_history, buffer.max_length)
-
-
-copyreg.pickle(HistoryBuffer, _reduce_history_buffer)
-
-TRAINING_STATE_GLOBALS = [HistoryBuffer, *_numpy_globals()]
-
-torch.serialization.add_safe_globals(TRAINING_STATE_GLOBALS)
+def training_state_globals() -> list:
+    """The classes an MMEngine training checkpoint holds besides tensors: the message hub's ``HistoryBuffer`` (with
+    :func:`cosub_seg.runtime.patches` pickling it as its data only) and NumPy arrays, scalars and dtypes."""
+    return [HistoryBuffer, *_numpy_globals()]
 
 
 def load_checkpoint_file(path: str, map_location='cpu') -> dict:
     """Reads a checkpoint without executing code: ``.safetensors`` through safetensors, anything else through
-    ``torch.load(weights_only=True)``, which also admits :data:`TRAINING_STATE_GLOBALS` (so checkpoints written by
+    ``torch.load(weights_only=True)``, which also admits :func:`training_state_globals` (so checkpoints written by
     ``tools/pretrain.py`` load). A file that needs any other class is refused with the class named."""
     if not osp.isfile(path):
         raise MissingFileError(f'checkpoint {path} does not exist')
@@ -62,7 +49,8 @@ def load_checkpoint_file(path: str, map_location='cpu') -> dict:
         from safetensors.torch import load_file
         return load_file(path, device=map_location if isinstance(map_location, str) else 'cpu')
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        with torch.serialization.safe_globals(training_state_globals()):
+            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         reason = next((line.strip() for line in str(err).splitlines() if 'Unsupported global' in line),
                       str(err).splitlines()[0])
@@ -72,14 +60,6 @@ def load_checkpoint_file(path: str, map_location='cpu') -> dict:
     if not isinstance(checkpoint, dict):
         raise ConfigTypeError(f'{path} holds a {type(checkpoint).__name__}, not a state dict or a checkpoint dict')
     return checkpoint
-
-
-def load_from_local_weights_only(filename: str, map_location=None) -> dict:
-    """MMEngine's loader for local paths (``CheckpointLoader`` scheme ''), through :func:`load_checkpoint_file`."""
-    return load_checkpoint_file(osp.expanduser(filename), map_location=map_location)
-
-
-CheckpointLoader.register_scheme(prefixes='', loader=load_from_local_weights_only, force=True)
 
 
 def extract_state_dict(checkpoint: dict, path: str = '') -> Dict[str, torch.Tensor]:
@@ -98,3 +78,29 @@ def extract_state_dict(checkpoint: dict, path: str = '') -> Dict[str, torch.Tens
     if not tensors:
         raise DataError(f'no tensors found in checkpoint {path}')
     return tensors
+
+
+WRAPPER_PREFIXES = ('module.', 'backbone.')  # DDP-wrapped files; CosubClassifier's 'backbone.' + timm names
+
+
+def timm_state_dict(state: Dict[str, torch.Tensor], model: nn.Module) -> Dict[str, torch.Tensor]:
+    """``state`` under the parameter names of the timm ``model``.
+
+    Strips wrapper prefixes that every key carries, then runs the model family's own ``checkpoint_filter_fn`` (the
+    conversion timm applies to published weights: DeiT III's ``gamma_1`` -> ``ls1.gamma``, position embeddings
+    resampled to the model's grid, ...). PiT's position map is resampled here (its filter does not).
+    """
+    for prefix in WRAPPER_PREFIXES:
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    if isinstance(model, PoolingVisionTransformer):
+        pos = state.get('pos_embed')
+        if pos is not None and pos.shape[-2:] != model.pos_embed.shape[-2:]:
+            state = dict(state, pos_embed=F.interpolate(pos.float(), size=model.pos_embed.shape[-2:], mode='bicubic',
+                                                        align_corners=False))
+    filter_fn = getattr(sys.modules[type(model).__module__], 'checkpoint_filter_fn', None)
+    if filter_fn is None:
+        return state
+    if isinstance(model, VisionTransformer):
+        return filter_fn(state, model, adapt_layer_scale=any('gamma_' in k for k in state))
+    return filter_fn(state, model)

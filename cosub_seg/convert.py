@@ -16,47 +16,18 @@ Every file is read with :func:`cosub_seg.checkpoint.load_checkpoint_file` (safet
 import json
 import os
 import os.path as osp
-import sys
 from typing import Dict, Optional
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
-from timm.models import VisionTransformer, get_pretrained_cfg_value
-from timm.models.pit import PoolingVisionTransformer
+from timm.models import get_pretrained_cfg_value
 
-from .checkpoint import extract_state_dict, load_checkpoint_file
-from .engine.progress import track
+from .checkpoint import extract_state_dict, load_checkpoint_file, timm_state_dict
+from .progress import track
 from .errors import ConfigError
 from .models.timm_factory import create_timm_model
-
-WRAPPER_PREFIXES = ('module.', 'backbone.')  # DDP-wrapped files; CosubClassifier's 'backbone.' + timm names
-
-
-def timm_state_dict(state: Dict[str, torch.Tensor], model: nn.Module) -> Dict[str, torch.Tensor]:
-    """``state`` under the parameter names of the timm ``model``.
-
-    Strips wrapper prefixes that every key carries, then runs the model family's own ``checkpoint_filter_fn`` (the
-    conversion timm applies to published weights: DeiT III's ``gamma_1`` -> ``ls1.gamma``, position embeddings
-    resampled to the model's grid, ...). PiT's position map is resampled here (its filter does not).
-    """
-    for prefix in WRAPPER_PREFIXES:
-        if state and all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
-    if isinstance(model, PoolingVisionTransformer):
-        pos = state.get('pos_embed')
-        if pos is not None and pos.shape[-2:] != model.pos_embed.shape[-2:]:
-            state = dict(state, pos_embed=F.interpolate(pos.float(), size=model.pos_embed.shape[-2:], mode='bicubic',
-                                                        align_corners=False))
-    filter_fn = getattr(sys.modules[type(model).__module__], 'checkpoint_filter_fn', None)
-    if filter_fn is None:
-        return state
-    if isinstance(model, VisionTransformer):
-        return filter_fn(state, model, adapt_layer_scale=any('gamma_' in k for k in state))
-    return filter_fn(state, model)
-
 
 def check_state_dict(state: Dict[str, torch.Tensor], model: nn.Module, source: str) -> None:
     """Raises ``ValueError`` naming every key of ``model`` that ``state`` lacks, every key of ``state`` the model

@@ -1,8 +1,10 @@
 """Warnings of the libraries underneath that say nothing a user of this package can act on, hidden by message.
 
-Importing :mod:`cosub_seg` (every tool, every config through ``custom_imports``) installs these filters, before it
-imports MMEngine. Each matches one message, by its start, and the category it is raised with; every other warning
-still shows. A fine-tuning run printed each of these, ~8 in all (some once per data-loader worker):
+:func:`cosub_seg.runtime.install` (every tool, every config of ours through ``custom_imports``) installs these
+filters for the rest of the process; while ``import cosub_seg`` imports MMEngine and mmseg, :func:`quiet_imports`
+hides them and then puts the process's filters back as they were. Each matches one message, by its start, and the
+category it is raised with; every other warning still shows. A fine-tuning run printed each of these, ~8 in all
+(some once per data-loader worker):
 
 * ``pkg_resources is deprecated``: setuptools, about MMEngine importing ``pkg_resources`` (twice at start-up);
 * ``build_loss would be deprecated``: mmseg calling its own old builder for the decode heads' losses;
@@ -14,6 +16,7 @@ still shows. A fine-tuning run printed each of these, ~8 in all (some once per d
   use.
 """
 import warnings
+from contextlib import contextmanager
 
 KNOWN_WARNINGS = (
     (UserWarning, r'pkg_resources is deprecated as an API'),
@@ -30,4 +33,12 @@ def filter_known_warnings() -> None:
         warnings.filterwarnings('ignore', message=message, category=category)
 
 
-__all__ = ['KNOWN_WARNINGS', 'filter_known_warnings']
+@contextmanager
+def quiet_imports():
+    """Hides :data:`KNOWN_WARNINGS` inside the block only (``warnings.catch_warnings`` restores the filters)."""
+    with warnings.catch_warnings():
+        filter_known_warnings()
+        yield
+
+
+__all__ = ['KNOWN_WARNINGS', 'filter_known_warnings', 'quiet_imports']

@@ -30,7 +30,7 @@ OPTIMIZERS = Registry('optimizer', parent=MMENGINE_OPTIMIZERS, locations=['cosub
 OPTIM_WRAPPERS = Registry('optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS, locations=['cosub_seg.engine'])
 OPTIM_WRAPPER_CONSTRUCTORS = Registry(
     'optimizer wrapper constructor', parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, locations=['cosub_seg.engine'])
-HOOKS = Registry('hook', parent=MMENGINE_HOOKS, locations=['cosub_seg.engine'])
+HOOKS = Registry('hook', parent=MMENGINE_HOOKS, locations=['cosub_seg.runtime'])
 
 # Registries we add nothing to yet; they exist so the scope resolves without warnings.
 PARAM_SCHEDULERS = Registry('parameter scheduler', parent=MMENGINE_PARAM_SCHEDULERS)

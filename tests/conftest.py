@@ -5,6 +5,12 @@ import tempfile
 
 import pytest
 
+from cosub_seg.runtime import install
+
+# The tests run in a process prepared as the tools prepare theirs (cosub_seg/runtime/patches.py); what a bare
+# `import cosub_seg` leaves untouched is checked in a fresh process (tests/test_runtime_patches.py).
+install()
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

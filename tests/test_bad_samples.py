@@ -10,7 +10,7 @@ import pytest
 import torch
 from mmengine.registry import DefaultScope
 
-from cosub_seg.datasets import BadSampleError, CheckedDataset, Draw
+from cosub_seg.runtime import BadSampleError, CheckedDataset, Draw
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 BAD_IN_A_ROW = 12

@@ -6,7 +6,7 @@ import os.path as osp
 import pytest
 from mmengine.config import Config
 
-from cosub_seg.engine.launch import enable_tensorboard
+from cosub_seg.runtime.launch import enable_tensorboard
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 from mmengine.config import Config
 
-from cosub_seg.engine.launch import UnknownConfigKeyError, add_train_args, config_from_args
+from cosub_seg.runtime.launch import UnknownConfigKeyError, add_train_args, config_from_args
 from cosub_seg.errors import ConfigError, DataError, MissingFileError, TrainingStopped, UserError, cli_main, one_line
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -197,7 +197,7 @@ def test_a_dataset_setting_on_the_checked_dataset_wrapper_goes_to_the_wrapped_da
 def test_checked_dataset_forwards_dataset_settings_given_to_it(tmp_path):
     """mmseg's tools merge --cfg-options train_dataloader.dataset.data_root=... into the wrapper's arguments."""
     from mmengine.registry import DefaultScope
-    from cosub_seg.datasets import CheckedDataset
+    from cosub_seg.runtime import CheckedDataset
     from cosub_seg.datasets.digit_scenes import write_digit_scenes
     write_digit_scenes(str(tmp_path / 'scenes'), num_train=3, num_val=1)
     with DefaultScope.overwrite_default_scope('mmseg'):
@@ -256,7 +256,8 @@ def test_heads_with_another_class_count_are_refused_before_the_first_step(python
 
 def test_class_counts_of_heads_datasets_and_annotation_checks_must_agree():
     from types import SimpleNamespace
-    from cosub_seg.datasets import CheckSegAnnotation, check_class_counts
+    from cosub_seg.datasets import CheckSegAnnotation
+    from cosub_seg.runtime import check_class_counts
 
     class Split:
         metainfo = dict(classes=('background', 'digit 0', 'digit 1'))

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from cosub_seg.engine.console import CompactLogProcessor, ConsoleSummaryFilter, ConsoleSummaryFormatter
-from cosub_seg.engine.progress import ThrottledProgressBar
+from cosub_seg.runtime.console import CompactLogProcessor, ConsoleSummaryFilter, ConsoleSummaryFormatter
+from cosub_seg.progress import ThrottledProgressBar
 from cosub_seg.known_warnings import KNOWN_WARNINGS, filter_known_warnings
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))

@@ -92,7 +92,7 @@ def test_command_line_switches_compile_and_bf16_for_both_stages():
     """--compile sets MMEngine's compile=True; --amp gives bf16 autocast on a CPU (AmpOptimWrapper on a GPU)."""
     import argparse
 
-    from cosub_seg.engine.launch import add_train_args, config_from_args
+    from cosub_seg.runtime.launch import add_train_args, config_from_args
     for config in ('configs/pretrain/cosub_deit3-tiny_digits.py',
                    'configs/seg/upernet_cosub-deit3-tiny_digitscenes.py'):
         args = add_train_args(argparse.ArgumentParser()).parse_args([config, '--compile', '--amp'])
@@ -110,7 +110,7 @@ def test_use_bn_without_gpu_rewrites_every_syncbn_in_nested_dicts_and_lists(monk
     nothing else changes (compared with a copy the test rewrites by hand); with a GPU the config is left alone."""
     import copy
 
-    from cosub_seg.engine import launch
+    from cosub_seg.runtime import launch
 
     def config():
         return dict(
@@ -149,7 +149,7 @@ def test_slurm_variables_become_torch_env_variables(tmp_path, monkeypatch):
     """slurm's SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID become RANK / WORLD_SIZE / LOCAL_RANK, MASTER_ADDR is
     the first host of ``scontrol show hostnames $SLURM_NODELIST`` (a fake scontrol on PATH that records its
     arguments) and MASTER_PORT 29500; variables already set are kept."""
-    from cosub_seg.engine.dist import _slurm_env_to_torch_env
+    from cosub_seg.runtime.dist import _slurm_env_to_torch_env
     calls = tmp_path / 'calls'
     scontrol = tmp_path / 'scontrol'
     scontrol.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nprintf "node07\\nnode08\\n"\n')

@@ -19,7 +19,7 @@ from mmengine.structures import BaseDataElement, PixelData
 from mmseg.structures import SegDataSample
 
 import cosub_seg  # noqa: F401  (registers the modules)
-from cosub_seg.engine.launch import use_bn_without_gpu
+from cosub_seg.runtime.launch import use_bn_without_gpu
 from cosub_seg.engine.layer_decay import backbone_layer_ids
 from cosub_seg.models.seg_backbone import model_module
 

@@ -19,12 +19,13 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
 import cosub_seg  # noqa: F401  (registers the modules)
-from cosub_seg.datasets import BadSampleError, CheckedDataset, CheckSegAnnotation, Draw, ReproducibleSampler
+from cosub_seg.runtime import BadSampleError, CheckedDataset, Draw, ReproducibleSampler
+from cosub_seg.datasets import CheckSegAnnotation
 from cosub_seg.datasets.digit_scenes import write_digit_scenes
-from cosub_seg.engine import AtomicLocalBackend, atomic_write, find_resumable_checkpoint
-from cosub_seg.engine.launch import UnknownConfigKeyError, add_train_args, config_from_args
-from cosub_seg.datasets.checked import STAND_IN_DOMAIN
-from cosub_seg.engine.randomness import derive_seed, isolated_rng
+from cosub_seg.runtime import AtomicLocalBackend, atomic_write, find_resumable_checkpoint
+from cosub_seg.runtime.launch import UnknownConfigKeyError, add_train_args, config_from_args
+from cosub_seg.runtime.checked_data import STAND_IN_DOMAIN
+from cosub_seg.runtime.randomness import derive_seed, isolated_rng
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -153,7 +154,7 @@ def draws(sampler, epoch=0):
 
 def make_sampler(monkeypatch, inner, rank, world_size, n=12, seed=7):
     import mmengine.dataset.sampler as mmengine_samplers
-    import cosub_seg.datasets.checked as checked
+    import cosub_seg.runtime.checked_data as checked
     import cosub_seg.datasets.samplers as samplers
     for module in (mmengine_samplers, checked, samplers):
         monkeypatch.setattr(module, 'get_dist_info', lambda: (rank, world_size))

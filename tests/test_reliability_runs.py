@@ -13,7 +13,7 @@ import torch
 
 import cosub_seg  # noqa: F401  (allow-lists the data classes of training checkpoints)
 from cosub_seg.datasets.digit_scenes import write_digit_scenes
-from cosub_seg.engine import find_resumable_checkpoint
+from cosub_seg.runtime import find_resumable_checkpoint
 from test_pretrain_tool import ROOT, digits_options, run_tool, scalars
 
 PRETRAIN = 'configs/pretrain/cosub_deit3-tiny_digits.py'
@@ -28,7 +28,8 @@ def derived_config(tmp_path, base: str, body: str = '', name: str = 'config.py')
     """A config inheriting ``base`` that also imports the fault-injection hooks (and adds ``body``)."""
     path = tmp_path / name
     path.write_text(f'_base_ = [{osp.join(ROOT, base)!r}]\n'
-                    "custom_imports = dict(imports=['cosub_seg', 'fault_injection'], allow_failed_imports=False)\n"
+                    "custom_imports = dict(imports=['cosub_seg', 'cosub_seg.runtime.installed', 'fault_injection'], "
+                    "allow_failed_imports=False)\n"
                     + body)
     return str(path)
 

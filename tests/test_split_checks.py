@@ -9,7 +9,7 @@ import pytest
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-from cosub_seg.datasets import check_split, check_split_configs
+from cosub_seg.runtime import check_split, check_split_configs
 from cosub_seg.datasets.digit_scenes import write_digit_scenes
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))

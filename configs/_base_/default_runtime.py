@@ -1,6 +1,8 @@
 # Runtime shared by the pretraining recipes.
 default_scope = 'cosub_seg'
-custom_imports = dict(imports=['cosub_seg'], allow_failed_imports=False)  # also allow-lists checkpoint classes
+# Our modules, and the process-wide changes a run needs (cosub_seg/runtime/patches.py: weights-only loading
+# everywhere, also in mmseg's own tools; see ARCHITECTURE.md).
+custom_imports = dict(imports=['cosub_seg', 'cosub_seg.runtime.installed'], allow_failed_imports=False)
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
@@ -13,6 +15,7 @@ default_hooks = dict(
     # Reliability (cosub_seg/engine/hooks.py): exact resume, stop on a non-finite loss, log skipped bad samples,
     # refuse checkpoints that do not fit the model.
     exact_resume=dict(type='ExactResumeHook'),
+    global_mean_log=dict(type='GlobalMeanLogHook'),
     non_finite_loss=dict(type='NonFiniteLossHook'),
     skipped_samples=dict(type='SkippedSampleLogHook'),
     checkpoint_fit=dict(type='CheckpointFitHook'),

@@ -5,3 +5,22 @@
 are thin wrappers around the same functions, so ``python tools/train_seg.py ...`` and the ``tools/dist_*.sh`` /
 ``tools/slurm_*.sh`` launchers keep working from a checkout.
 """
+import functools
+
+from ..errors import cli_main
+
+
+def tool(main):
+    """Decorates a tool's ``main(argv=None)``: it first makes the process-wide changes a run needs
+    (:func:`cosub_seg.runtime.install`), and a user error is printed as one line (:func:`cosub_seg.errors.cli_main`)."""
+
+    @functools.wraps(main)
+    def run(argv=None):
+        from ..runtime import install
+        install()
+        return main(argv)
+
+    return cli_main(run)
+
+
+__all__ = ['tool']

@@ -15,7 +15,8 @@ import json
 from mmengine.config import DictAction
 
 from cosub_seg.analysis import analyze, throughput
-from cosub_seg.errors import DEBUG_HELP, cli_main
+from cosub_seg.cli import tool
+from cosub_seg.errors import DEBUG_HELP
 
 
 def parse_args(argv=None):
@@ -38,7 +39,7 @@ def parse_args(argv=None):
     return args
 
 
-@cli_main
+@tool
 def main(argv=None):
     args = parse_args(argv)
     size = None if args.shape is None else (args.shape[0], args.shape[-1])

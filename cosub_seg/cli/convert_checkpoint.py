@@ -17,7 +17,8 @@ import argparse
 from mmengine.config import DictAction
 
 from cosub_seg.convert import export_backbone, export_segmentor, import_weights
-from cosub_seg.errors import DEBUG_HELP, cli_main
+from cosub_seg.cli import tool
+from cosub_seg.errors import DEBUG_HELP
 
 
 def parse_args(argv=None):
@@ -44,7 +45,7 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-@cli_main
+@tool
 def main(argv=None):
     args = parse_args(argv)
     if args.command == 'backbone':

@@ -31,7 +31,8 @@ import sys
 import time
 from typing import Dict, List, Optional
 
-from cosub_seg.errors import DEBUG_HELP, MissingFileError, cli_main
+from cosub_seg.cli import tool
+from cosub_seg.errors import DEBUG_HELP, MissingFileError
 
 
 def parse_args(argv=None):
@@ -131,7 +132,7 @@ def environment() -> Dict[str, str]:
                 mmengine=mmengine.__version__, mmseg=mmseg.__version__, device=device)
 
 
-@cli_main
+@tool
 def main(argv=None):
     args = parse_args(argv)
     seg_name = osp.splitext(osp.basename(args.seg_config))[0]

@@ -5,23 +5,13 @@ Examples:
     cosub-pretrain configs/pretrain/cosub_deit3-small_in1k.py --amp --cfg-options model.num_submodels=1
     bash tools/dist_pretrain.sh configs/pretrain/cosub_deit3-base_in1k.py 8
 """
-import argparse
-
-from cosub_seg.datasets import check_split_configs
-from cosub_seg.engine import teardown_distributed
-from cosub_seg.engine.console import build_runner
-from cosub_seg.engine.launch import add_train_args, config_from_args
-from cosub_seg.errors import cli_main
+from cosub_seg.cli import tool
+from cosub_seg.runtime.launch import run_training
 
 
-@cli_main
+@tool
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cfg = config_from_args(add_train_args(parser).parse_args(argv))
-    check_split_configs(cfg, splits=('val', ))  # before anything is built
-    runner = build_runner(cfg)
-    runner.train()
-    teardown_distributed()
+    run_training(argv, __doc__)
 
 
 if __name__ == '__main__':

@@ -8,13 +8,12 @@ Examples:
 import argparse
 import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 
-from cosub_seg.datasets import check_split_configs
-from cosub_seg.engine import setup_distributed, teardown_distributed
-from cosub_seg.engine.console import build_runner
-from cosub_seg.engine.launch import merge_cfg_options, use_bn_without_gpu
-from cosub_seg.errors import DEBUG_HELP, ConfigKeyError, MissingFileError, cli_main
+from cosub_seg.cli import tool
+from cosub_seg.errors import DEBUG_HELP, ConfigKeyError, MissingFileError
+from cosub_seg.runtime import build_runner, check_split_configs, teardown_distributed
+from cosub_seg.runtime.launch import load_config, prepare_run
 
 
 def parse_args(argv=None):
@@ -37,16 +36,12 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-@cli_main
+@tool
 def main(argv=None):
     args = parse_args(argv)
-    for path, what in ((args.config, 'config'), (args.checkpoint, 'checkpoint')):
-        if not osp.isfile(path):
-            raise MissingFileError(f'{what} file {path} does not exist')
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        merge_cfg_options(cfg, args.cfg_options, args.config)
-    cfg.work_dir = args.work_dir or osp.join('work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if not osp.isfile(args.checkpoint):
+        raise MissingFileError(f'checkpoint file {args.checkpoint} does not exist')
+    cfg = load_config(args.config, args.cfg_options, args.work_dir)
     cfg.load_from = args.checkpoint
     if args.tta:
         if 'tta_pipeline' not in cfg or 'tta_model' not in cfg:
@@ -71,9 +66,8 @@ def main(argv=None):
         hook.update(draw=True, interval=1)
         cfg.visualizer['save_dir'] = args.show_dir
     cfg.custom_hooks = [*cfg.get('custom_hooks', []), dict(type='ProgressBarHook')]
-    use_bn_without_gpu(cfg.model)
     check_split_configs(cfg, splits=('test', ))  # before anything is built
-    setup_distributed(cfg, args.launcher)
+    prepare_run(cfg, args.launcher, args.local_rank)
     runner = build_runner(cfg)
     metrics = runner.test()
     if runner.rank == 0:

@@ -16,7 +16,7 @@ import numpy as np
 from mmseg.datasets import ADE20KDataset
 from mmseg.registry import DATASETS as SEG_DATASETS
 
-from ..engine.progress import ThrottledProgressBar
+from ..progress import ThrottledProgressBar
 from .digits import load_digit_split
 
 SCENE_CLASSES = ('background', ) + tuple(f'digit {i}' for i in range(10))

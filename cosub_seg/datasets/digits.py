@@ -6,7 +6,7 @@ from typing import Dict
 import cv2
 import numpy as np
 
-from ..engine.progress import ThrottledProgressBar
+from ..progress import ThrottledProgressBar
 
 DIGIT_CLASSES = tuple(str(i) for i in range(10))
 

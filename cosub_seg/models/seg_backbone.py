@@ -13,8 +13,7 @@ from timm.models import VisionTransformer
 from timm.models.pit import PoolingVisionTransformer
 from timm.models.xcit import Xcit
 
-from ..checkpoint import extract_state_dict, load_checkpoint_file
-from ..convert import timm_state_dict
+from ..checkpoint import extract_state_dict, load_checkpoint_file, timm_state_dict
 from ..errors import ConfigError, MissingFileError
 from .drop_path import configure_stochastic_depth
 from .timm_factory import create_timm_model

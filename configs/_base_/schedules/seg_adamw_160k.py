@@ -26,6 +26,7 @@ default_hooks = dict(
     # Reliability (cosub_seg/engine/hooks.py): exact resume, stop on a non-finite loss, log skipped bad samples,
     # refuse checkpoints that do not fit the model.
     exact_resume=dict(type='ExactResumeHook'),
+    global_mean_log=dict(type='GlobalMeanLogHook'),
     non_finite_loss=dict(type='NonFiniteLossHook'),
     skipped_samples=dict(type='SkippedSampleLogHook'),
     checkpoint_fit=dict(type='CheckpointFitHook'),

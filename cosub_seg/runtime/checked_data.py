@@ -8,12 +8,10 @@
   :class:`cosub_seg.engine.SkippedSampleLogHook`, which counts skips in the log (``on_bad_sample='skip'``).
 * :class:`ReproducibleSampler` wraps any sampler (``DefaultSampler``, ``InfiniteSampler``, ``RepeatAugSampler``...)
   and gives each draw a seed from ``(seed, epoch, position of the draw in the global order)``; the dataset runs the
-  sample's pipeline with generators seeded from it (:func:`cosub_seg.engine.randomness.isolated_rng`). Augmentation
+  sample's pipeline with generators seeded from it (:func:`cosub_seg.runtime.randomness.isolated_rng`). Augmentation
   then depends neither on the data-loader workers nor on the number of processes (with ``k`` processes, position
   ``p`` of rank ``r`` is global position ``p * k + r``, the order MMEngine's samplers deal indices in), and
   :class:`cosub_seg.engine.ExactResumeHook` can start it in the middle of an epoch after a resume.
-* :class:`CheckSegAnnotation`, a transform after mmseg's ``LoadAnnotations``, checks a segmentation map against its
-  image's size and the label range.
 
 Both wrappers are registered in MMEngine's root registries, so configs of either scope (``cosub_seg``, ``mmseg``)
 use them::
@@ -27,18 +25,18 @@ from contextlib import nullcontext
 from typing import Iterator, List, NamedTuple, Optional, Union
 
 import numpy as np
-from mmcv.transforms import BaseTransform
 from mmengine.dist import get_dist_info, sync_random_seed
 from mmengine.logging import print_log
 from mmengine.registry import DATA_SAMPLERS, DATASETS
-from mmseg.registry import TRANSFORMS as SEG_TRANSFORMS
 from torch.utils.data import Sampler
 
-from ..engine.hooks import SKIPPED_SAMPLES_KEY
-from ..engine.randomness import SAMPLE_DOMAIN, derive_seed, isolated_rng
-from ..errors import ConfigError, ConfigKeyError, ConfigTypeError, DataError, MissingFileError, UserError
+from ..errors import ConfigError, ConfigTypeError, DataError, MissingFileError, UserError
+from .randomness import SAMPLE_DOMAIN, derive_seed, isolated_rng
 
 FILE_KEYS = ('img_path', 'seg_map_path')
+# Metainfo key under which a data sample carries the bad samples skipped to produce it (SkippedSampleLogHook logs
+# them), and the message-hub key of their count.
+SKIPPED_SAMPLES_KEY = 'skipped_bad_samples'
 STAND_IN_DOMAIN = 3  # keeps the seeds of stand-ins apart from those of steps and samples (randomness.py: 1, 2)
 
 
@@ -283,49 +281,3 @@ class ReproducibleSampler(Sampler):
         which would otherwise decode every image. (Draws its loader prefetched before this call stay real; they are
         thrown away all the same.)"""
         self._placeholders_until = draws
-
-
-@SEG_TRANSFORMS.register_module()
-class CheckSegAnnotation(BaseTransform):
-    """Checks the segmentation map ``LoadAnnotations`` loaded: the size of its image, and labels in
-    ``[0, num_classes)`` or the ignore index (after ``reduce_zero_label``). Put it right after ``LoadAnnotations``.
-
-    A sample without an annotation file (no ``seg_map_path``: an image given to ``mmseg.apis.inference_model`` or
-    ``MMSegInferencer``, which take ``LoadAnnotations`` out of the test pipeline, or a test set without labels)
-    passes unchecked; a sample whose annotation file is named but was not loaded is an error in the pipeline.
-
-    Args:
-        num_classes: classes of the dataset (the decode head's ``num_classes``).
-        ignore_index: the label of pixels without a class.
-    """
-
-    def __init__(self, num_classes: int, ignore_index: int = 255):
-        self.num_classes = num_classes
-        self.ignore_index = ignore_index
-
-    def transform(self, results: dict) -> dict:
-        seg = results.get('gt_seg_map')
-        path = results.get('seg_map_path')
-        if seg is None:
-            if path is None:
-                return results  # nothing to check: inference on an image, or a test set without annotations
-            raise ConfigKeyError(f'CheckSegAnnotation found no gt_seg_map for {path}: put it after LoadAnnotations '
-                                 'in the pipeline')
-        path = path or '?'
-        image_shape = tuple(results.get('ori_shape', seg.shape[:2]))
-        if tuple(seg.shape[:2]) != image_shape:
-            raise DataError(f'annotation {path} is {seg.shape[1]}x{seg.shape[0]} (w x h) but its image '
-                            f'{results.get("img_path", "?")} is {image_shape[1]}x{image_shape[0]}: an annotation '
-                            'must have its image\'s size; re-export it at that size')
-        bad = (seg >= self.num_classes) & (seg != self.ignore_index) | (seg < 0)
-        if bad.any():
-            values = np.unique(seg[bad])[:10].tolist()
-            reduced = ' (after reduce_zero_label, which subtracts 1 and turns 0 into it)' \
-                if results.get('reduce_zero_label') else ''
-            raise DataError(f'annotation {path} holds label values {values} outside [0, {self.num_classes}) that '
-                             f'are not the ignore index {self.ignore_index}{reduced}: fix the annotation, or the '
-                             'class count (num_classes) or reduce_zero_label of the config')
-        return results
-
-    def __repr__(self) -> str:
-        return f'{type(self).__name__}(num_classes={self.num_classes}, ignore_index={self.ignore_index})'

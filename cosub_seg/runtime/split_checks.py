@@ -35,7 +35,8 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
 from ..errors import ConfigError, DataError, MissingFileError
-from .checked import FILE_KEYS, CheckedDataset, CheckSegAnnotation, _check_folders
+from ..datasets.seg_transforms import CheckSegAnnotation
+from .checked_data import FILE_KEYS, CheckedDataset, _check_folders
 
 SPLITS = (('val', 'val_dataloader', 'validation'), ('test', 'test_dataloader', 'test'))
 

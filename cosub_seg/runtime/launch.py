@@ -1,17 +1,22 @@
-"""What the training tools share: their command line and the config changes it asks for."""
+"""What the tools share: their command line, loading a config with its overrides checked, and the training body."""
 import argparse
 import difflib
 import importlib.util
 import os
 import os.path as osp
 
+from typing import Optional, Sequence
+
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
 from ..errors import DEBUG_HELP, ConfigError, ConfigKeyError, MissingFileError, MissingPackageError
+from ..models.seg_backbone import check_pretrained_checkpoint
 from .checkpointing import find_resumable_checkpoint
-from .dist import setup_distributed
+from .console import build_runner
+from .dist import setup_distributed, teardown_distributed
+from .split_checks import check_split_configs
 
 
 def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -185,16 +190,30 @@ def merge_cfg_options(cfg: Config, options: dict, source: str) -> None:
     cfg.merge_from_dict({_check_option_key(tree, key, source): value for key, value in options.items()})
 
 
+def load_config(path: str, cfg_options: Optional[dict] = None, work_dir: Optional[str] = None) -> Config:
+    """The config file at ``path`` with the ``--cfg-options`` applied (checked: :func:`merge_cfg_options`) and its
+    work dir set: ``work_dir``, else the file's own, else ``work_dirs/<config name>``."""
+    if not osp.isfile(path):
+        raise MissingFileError(f'config file {path} does not exist')
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        merge_cfg_options(cfg, cfg_options, path)
+    cfg.work_dir = work_dir or cfg.get('work_dir') or osp.join('work_dirs', osp.splitext(osp.basename(path))[0])
+    return cfg
+
+
+def prepare_run(cfg: Config, launcher: str, local_rank: int = 0) -> None:
+    """What every run does last before the Runner is built: SyncBN becomes BN without a GPU, and the process joins
+    its distributed group (``launcher`` 'none', 'pytorch' or 'slurm')."""
+    if launcher != 'slurm':  # slurm gives each process its local rank (SLURM_LOCALID)
+        os.environ.setdefault('LOCAL_RANK', str(local_rank))
+    use_bn_without_gpu(cfg.model)
+    setup_distributed(cfg, launcher)
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
-    """Loads the config and applies the command line to it."""
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    if not osp.isfile(args.config):
-        raise MissingFileError(f'config file {args.config} does not exist')
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        merge_cfg_options(cfg, args.cfg_options, args.config)
-    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
-        'work_dirs', osp.splitext(osp.basename(args.config))[0])
+    """Loads the config and applies the training command line (:func:`add_train_args`) to it."""
+    cfg = load_config(args.config, args.cfg_options, args.work_dir)
     if args.amp:
         apply_amp(cfg, args.amp_dtype)
     if args.compile:
@@ -211,6 +230,18 @@ def config_from_args(args: argparse.Namespace) -> Config:
         cfg.resume, cfg.load_from = checkpoint is not None, checkpoint
     elif args.resume:
         cfg.resume, cfg.load_from = True, args.resume
-    use_bn_without_gpu(cfg.model)
-    setup_distributed(cfg, args.launcher)
+    prepare_run(cfg, args.launcher, args.local_rank)
     return cfg
+
+
+def run_training(argv: Optional[Sequence[str]], description: str) -> None:
+    """The body of both training tools (``tools/pretrain.py``, ``tools/train_seg.py``): parse the command line, load
+    the config, check before anything is built what can be checked (a pretrained checkpoint the backbone names, the
+    validation split), then train with the Runner."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cfg = config_from_args(add_train_args(parser).parse_args(argv))
+    check_pretrained_checkpoint(cfg.model)
+    check_split_configs(cfg, splits=('val', ))
+    runner = build_runner(cfg)
+    runner.train()
+    teardown_distributed()

@@ -32,6 +32,8 @@ from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
+from ..checkpoint import training_state_globals
+
 PARTIAL_SUFFIX = '.partial'
 
 
@@ -172,7 +174,8 @@ def is_complete_checkpoint(path: str) -> bool:
         except (zipfile.BadZipFile, OSError):
             return False
     try:
-        torch.load(path, map_location='cpu', weights_only=True, mmap=False)
+        with torch.serialization.safe_globals(training_state_globals()):
+            torch.load(path, map_location='cpu', weights_only=True, mmap=False)
     except Exception:  # noqa: BLE001  any failure to read means it cannot be resumed from
         return False
     return True
@@ -180,7 +183,8 @@ def is_complete_checkpoint(path: str) -> bool:
 
 def _training_iteration(path: str) -> int:
     """The iteration a checkpoint was saved at (``meta.iter``), read with the tensors memory-mapped, not loaded."""
-    checkpoint = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
+    with torch.serialization.safe_globals(training_state_globals()):
+        checkpoint = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
     return int(checkpoint.get('meta', {}).get('iter', -1))
 
 

@@ -5,28 +5,31 @@ own tools build them from ``default_hooks``:
 
 * :class:`ExactResumeHook`: seeds every training step from ``(seed, step, rank)`` and puts the data sampler where the
   checkpoint left it, so a resumed run ends with the same weights as one that was never interrupted;
+* :class:`GlobalMeanLogHook`: logs the scalars of the whole global batch (the mean over all processes);
 * :class:`NonFiniteLossHook`: stops at the first non-finite loss, before the step can reach a checkpoint; counts the
-  steps fp16 loss scaling skips; logs losses averaged over all processes;
+  steps fp16 loss scaling skips;
 * :class:`SkippedSampleLogHook`: logs and counts the bad samples ``CheckedDataset(on_bad_sample='skip')`` skipped;
 * :class:`CheckpointFitHook`: refuses a checkpoint whose tensors do not fit the model (e.g. a head trained for
-  another number of classes), which MMEngine would load partly with only a warning.
+  another number of classes), which MMEngine would load partly with only a warning;
+* :class:`ProgressBarHook`: a progress bar over evaluation (``tools/test_seg.py`` adds it).
 """
 import math
 import re
+import sys
 from typing import Optional, Sequence
 
 import torch
-from mmengine.dist import all_reduce, get_dist_info
+from mmengine.dist import all_reduce, get_dist_info, is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 from mmengine.runner import IterBasedTrainLoop
 
 from ..errors import ConfigError, TrainingStopped
+from ..progress import ThrottledProgressBar
+from .checked_data import SKIPPED_SAMPLES_KEY
 from .randomness import STEP_DOMAIN, derive_seed, seed_everything
 
-# Metainfo key under which CheckedDataset reports the samples it skipped, and the message-hub key of their count.
-SKIPPED_SAMPLES_KEY = 'skipped_bad_samples'
 
 
 def _train_sampler(dataloader):
@@ -39,7 +42,7 @@ class ExactResumeHook(Hook):
     """Makes a resumed run replay exactly what an uninterrupted run would have done.
 
     * Before every training step it seeds the global generators from ``(seed, step, rank)``
-      (:func:`cosub_seg.engine.randomness.seed_everything`), so the step's randomness (stochastic depth, dropout,
+      (:func:`cosub_seg.runtime.randomness.seed_everything`), so the step's randomness (stochastic depth, dropout,
       mixup) depends on nothing that happened before it, a resume included.
     * After a resume it tells a :class:`cosub_seg.datasets.ReproducibleSampler` where the checkpoint left off: in
       an epoch-based loop the resumed epoch leaves out the batches already trained on (MMEngine would restart the
@@ -77,21 +80,38 @@ class ExactResumeHook(Hook):
 
 
 @HOOKS.register_module()
+class GlobalMeanLogHook(Hook):
+    """Replaces the step's logged scalars (``loss``, its terms, accuracies) by their mean over all processes: the
+    values of the whole global batch, rather than of rank 0's share. It runs first after each step (before
+    :class:`NonFiniteLossHook`, which then sees a fault of any process); a run of one process is left as it is."""
+
+    priority = 0  # 'HIGHEST'; NonFiniteLossHook comes right after it
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs: Optional[dict] = None) -> None:
+        if not outputs or get_dist_info()[1] == 1:
+            return
+        keys = [k for k, v in outputs.items() if isinstance(v, torch.Tensor) and v.numel() == 1]
+        values = torch.stack([outputs[k].detach().float().reshape(()) for k in keys])
+        all_reduce(values, op='mean')
+        outputs.update({k: v for k, v in zip(keys, values)})
+
+
+@HOOKS.register_module()
 class NonFiniteLossHook(Hook):
     """Stops training at the first non-finite loss, naming the iteration and every loss term.
 
-    It runs before every other hook of the step, so the step's weights (already updated with non-finite gradients)
-    never reach the EMA or a checkpoint: the newest checkpoint stays the last good one. With fp16 loss scaling
-    (``AmpOptimWrapper``, dynamic scale) a non-finite gradient is expected now and then: the scaler skips the step
-    and halves its scale; such steps are counted and logged, not fatal, unless ``max_skipped_in_a_row`` happen in a
-    row. The logged values (``loss``, its terms, accuracies) become their mean over all processes, i.e. the values of
-    the whole global batch, and a fault on any process stops all of them together.
+    It runs before every other hook of the step but :class:`GlobalMeanLogHook`, so the step's weights (already
+    updated with non-finite gradients) never reach the EMA or a checkpoint: the newest checkpoint stays the last good
+    one. Behind :class:`GlobalMeanLogHook` it sees the mean over all processes, so a fault on any process stops all
+    of them together. With fp16 loss scaling (``AmpOptimWrapper``, dynamic scale) a non-finite gradient is expected
+    now and then: the scaler skips the step and halves its scale; such steps are counted and logged, not fatal,
+    unless ``max_skipped_in_a_row`` happen in a row.
 
     Args:
         max_skipped_in_a_row: consecutive steps skipped by loss scaling after which training stops.
     """
 
-    priority = 'HIGHEST'
+    priority = 1  # right after GlobalMeanLogHook (0, 'HIGHEST'), before every other hook
 
     def __init__(self, max_skipped_in_a_row: int = 50):
         self.max_skipped_in_a_row = max_skipped_in_a_row
@@ -111,11 +131,7 @@ class NonFiniteLossHook(Hook):
         if not outputs:
             return
         keys = [k for k, v in outputs.items() if isinstance(v, torch.Tensor) and v.numel() == 1]
-        values = torch.stack([outputs[k].detach().float().reshape(()) for k in keys])
-        if get_dist_info()[1] > 1:
-            all_reduce(values, op='mean')
-            outputs.update({k: v for k, v in zip(keys, values)})
-        values = values.tolist()
+        values = [float(outputs[k].detach()) for k in keys]
         step = runner.iter + 1
         scaler = self._loss_scaler(runner)
         if scaler is not None and self._scale_before is not None and scaler.get_scale() < self._scale_before:
@@ -203,3 +219,59 @@ class CheckpointFitHook(Hook):
                         f'{" / ".join(str(b) for _, b in classes)}. Use the num_classes the checkpoint was trained '
                         'with, or to train these layers afresh list them in default_hooks.checkpoint_fit.ignore_keys.')
         raise ConfigError(message)
+
+
+# MMEngine's logger reports evaluation every ``logger.interval`` batches (50 in mmseg's runtime), which on a short test
+# set prints nothing until the end; ProgressBarHook updates a progress bar after every batch instead, as mmseg 0.x's
+# single_gpu_test did. Counts are images of this process (rank 0 prints; in a distributed run every rank gets a
+# similar share).
+@HOOKS.register_module()
+class ProgressBarHook(Hook):
+    """Shows ``[>>>>   ] 40/150, 12.3 task/s, elapsed: 3s, ETA: 9s`` over the images of a test (and, with
+    ``val=True``, of every validation) run.
+
+    Args:
+        val: also show it during validation (off by default: validation during training already logs).
+    """
+
+    priority = 'VERY_LOW'
+
+    def __init__(self, val: bool = False):
+        self.val = val
+        self._bar: Optional[ThrottledProgressBar] = None
+
+    def _start(self, dataloader) -> None:
+        if not is_main_process():
+            return
+        sampler = getattr(dataloader, 'sampler', None)
+        total = len(sampler) if sampler is not None and hasattr(sampler, '__len__') else len(dataloader.dataset)
+        self._bar = ThrottledProgressBar(total, file=sys.stdout)
+
+    def _update(self, outputs) -> None:
+        if self._bar is not None:
+            self._bar.update(max(1, len(outputs) if outputs is not None else 1))
+
+    def _finish(self) -> None:
+        if self._bar is not None:
+            self._bar.file.write('\n')
+            self._bar.file.flush()
+            self._bar = None
+
+    def before_test_epoch(self, runner) -> None:
+        self._start(runner.test_dataloader)
+
+    def after_test_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        self._update(outputs)
+
+    def after_test_epoch(self, runner, metrics=None) -> None:
+        self._finish()
+
+    def before_val_epoch(self, runner) -> None:
+        if self.val:
+            self._start(runner.val_dataloader)
+
+    def after_val_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        self._update(outputs)
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        self._finish()
