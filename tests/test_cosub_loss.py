@@ -1,10 +1,12 @@
 """cosub_loss against the paper's formula, computed by hand here."""
 import math
+import re
+import warnings
 
 import pytest
 import torch
 
-from cosub_seg.cosub import cosub_loss
+from cosub_seg.cosub import cosub_loss, cosub_pixel_peer_loss
 
 
 def bce_by_hand(logits, target):
@@ -81,6 +83,7 @@ def test_k1_is_plain_bce(logits):
     out = cosub_loss(logits[:1], labels, lam=0.5)
     y = torch.nn.functional.one_hot(labels, 5).double()
     assert out.total.item() == pytest.approx(bce_by_hand(logits[0], y), rel=1e-10)
+    assert out.label.item() == out.total.item()  # all of it is the label term
     assert out.peer.item() == 0.0
 
 
@@ -148,3 +151,107 @@ def test_ce_peer_term_sends_no_gradient_into_the_teacher(lam):
     (g1_label,) = torch.autograd.grad(label, [o1])
     y = torch.nn.functional.one_hot(labels, 5).double()
     torch.testing.assert_close(g1_label, (1 - lam) / 2 * (p1 - y) / batch, rtol=0, atol=1e-15)
+
+
+def bce_mean_over_copies(logits, y):
+    return sum(bce_by_hand(logits[i], y) for i in range(logits.shape[0])) / logits.shape[0]
+
+
+def test_lam_0_is_the_label_term_alone_and_lam_1_the_peer_term_alone(logits):
+    """The ends of [0, 1] are accepted: lam = 0 leaves only the label term (the mean over the copies of BCE(o_i, y)),
+    lam = 1 only the peer term (the mean of BCE(o_i, mean of the other copies' sigmoids)); both worked by hand."""
+    labels = torch.tensor([4, 0, 0, 2])
+    y = torch.nn.functional.one_hot(labels, 5).double()
+    probs = [sigmoid(logits[i]) for i in range(3)]
+    peer = sum(bce_by_hand(logits[i], sum(probs[j] for j in range(3) if j != i) / 2) for i in range(3)) / 3
+    only_label = cosub_loss(logits, labels, lam=0.0)
+    assert only_label.total.item() == pytest.approx(bce_mean_over_copies(logits, y), rel=1e-10)
+    assert only_label.peer.item() == 0.0
+    only_peer = cosub_loss(logits, labels, lam=1.0)
+    assert only_peer.total.item() == pytest.approx(peer, rel=1e-10)
+    assert only_peer.label.item() == 0.0
+    for outside in (-1e-6, 1 + 1e-6):
+        with pytest.raises(ValueError, match=f'lam must be in \\[0, 1\\], got {outside}'):
+            cosub_loss(logits, labels, lam=outside)
+
+
+@pytest.mark.parametrize('dtype', [torch.int64, torch.float32, torch.bool])
+def test_a_dense_target_of_another_dtype_is_cast_to_the_logits_dtype(logits, dtype):
+    """A (B, C) multi-hot target held as int64, float32 or bool gives the loss of the same target in float64 (the
+    logits' dtype), worked by hand."""
+    multi_hot = torch.tensor([[1, 0, 1, 0, 0], [0, 0, 0, 0, 1], [1, 1, 0, 0, 0], [0, 0, 0, 1, 0]])
+    expected = reference_k2(logits[0], logits[1], multi_hot.double())
+    assert cosub_loss(logits[:2], multi_hot.to(dtype), lam=0.5).total.item() == pytest.approx(expected, rel=1e-10)
+
+
+@pytest.mark.parametrize('target, message', [
+    (torch.tensor([0.0, 1.0, 2.0, 3.0]), 'a (B,) target must hold class indices (an integer dtype), got torch.float32'),
+    (torch.zeros(4, 5, 1), 'target must be (B,) class indices or (B, C) scores, got shape (4, 5, 1)'),
+    (torch.zeros(4, 6), 'target has 6 classes but the logits have 5'),
+    (torch.zeros(3, dtype=torch.long), 'target has 3 rows but the logits have a batch of 4'),
+    (torch.zeros(3, 5), 'target has 3 rows but the logits have a batch of 4'),
+])
+def test_a_target_of_the_wrong_kind_or_shape_is_refused_with_its_dtype_or_shape(target, message):
+    with pytest.raises(ValueError, match=f'^{re.escape(message)}$'):
+        cosub_loss(torch.zeros(2, 4, 5), target)
+
+
+def test_ce_form_runs_without_warnings(logits):
+    """Every softmax names its dimension: torch warns about an implicit one ("Implicit dimension choice"), which
+    would print once per training step."""
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        cosub_loss(logits, torch.tensor([1, 0, 3, 2]), loss_type='ce')
+
+
+def _pixel_ce(student, teacher):
+    """-sum_c teacher_c log softmax(student)_c, written out with exp and log for one pixel's C logits."""
+    log_z = math.log(sum(math.exp(v) for v in student))
+    return -sum(t * (s - log_z) for s, t in zip(student, teacher))
+
+
+def _softmax(values):
+    exps = [math.exp(v) for v in values]
+    return [e / sum(exps) for e in exps]
+
+
+def test_pixel_peer_loss_with_three_copies_learns_the_mean_of_the_other_two():
+    """k = 3: copy i's teacher at each valid pixel is (softmax(o_j) + softmax(o_l)) / 2 over the two other copies,
+    CE averaged over the valid pixels, then over the three copies; worked pixel by pixel here."""
+    torch.manual_seed(3)
+    logits = torch.randn(3, 2, 4, 2, 3, dtype=torch.float64)
+    valid = torch.tensor([[[True, True, False], [False, True, True]], [[True, False, False], [True, True, False]]])
+    pixels = [tuple(p) for p in valid.nonzero().tolist()]
+    expected = 0.0
+    for i in range(3):
+        total = 0.0
+        for b, y, x in pixels:
+            others = [_softmax(logits[j, b, :, y, x].tolist()) for j in range(3) if j != i]
+            teacher = [(p + q) / 2 for p, q in zip(*others)]
+            total += _pixel_ce(logits[i, b, :, y, x].tolist(), teacher)
+        expected += total / len(pixels)
+    expected /= 3
+    assert cosub_pixel_peer_loss(logits, valid).item() == pytest.approx(expected, rel=1e-10)
+
+
+def test_pixel_peer_loss_with_one_valid_pixel_is_that_pixels_loss_and_with_none_is_zero():
+    """One valid pixel: the mean over valid pixels is that pixel's CE (not half of it); no valid pixel: 0."""
+    torch.manual_seed(4)
+    logits = torch.randn(2, 1, 3, 2, 2, dtype=torch.float64)
+    valid = torch.zeros(1, 2, 2, dtype=torch.bool)
+    valid[0, 1, 0] = True
+    a, b = logits[0, 0, :, 1, 0].tolist(), logits[1, 0, :, 1, 0].tolist()
+    expected = (_pixel_ce(a, _softmax(b)) + _pixel_ce(b, _softmax(a))) / 2
+    assert cosub_pixel_peer_loss(logits, valid).item() == pytest.approx(expected, rel=1e-10)
+    assert cosub_pixel_peer_loss(logits, torch.zeros(1, 2, 2, dtype=torch.bool)).item() == 0.0
+
+
+@pytest.mark.parametrize('shape, valid_shape, message', [
+    ((2, 3, 2, 2), (3, 2, 2), 'logits must have shape (k, B, C, H, W), got (2, 3, 2, 2)'),
+    ((1, 1, 3, 2, 2), (1, 2, 2), 'the peer term needs k >= 2 submodels'),
+    ((2, 1, 3, 2, 2), (1, 2, 3), 'valid mask (1, 2, 3) does not match logits (2, 1, 3, 2, 2)'),
+    ((2, 1, 3, 2, 2), (2, 2, 2), 'valid mask (2, 2, 2) does not match logits (2, 1, 3, 2, 2)'),
+])
+def test_pixel_peer_loss_refuses_shapes_it_cannot_pair(shape, valid_shape, message):
+    with pytest.raises(ValueError, match=f'^{re.escape(message)}$'):
+        cosub_pixel_peer_loss(torch.zeros(shape), torch.ones(valid_shape, dtype=torch.bool))

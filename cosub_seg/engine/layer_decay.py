@@ -84,7 +84,8 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             if not param.requires_grad:
                 continue
             layer = layer_of[name[len(prefix):]] if name.startswith(prefix) else num_layers
-            decays = not (param.ndim <= 1 or name in no_decay or re.search(r'(^|\.)(pos_embed|cls_token)$', name))
+            # timm's no_weight_decay() names the position embeddings and class tokens of every family we use.
+            decays = not (param.ndim <= 1 or name in no_decay)
             key = (layer, decays)
             if key not in groups:
                 groups[key] = dict(params=[], lr=self.base_lr * decay_rate ** (num_layers - layer),

@@ -15,7 +15,8 @@ class PerClassIoUMetric(IoUMetric):
     def compute_metrics(self, results: list) -> dict:
         summary = super().compute_metrics(results)
         areas = [sum(result[i] for result in results) for i in range(4)]
-        per_class = self.total_area_to_metrics(*areas, ['mIoU'], self.nan_to_num, self.beta)
+        # Only the IoU is asked for: the F-score's beta would not change it.
+        per_class = self.total_area_to_metrics(*areas, ['mIoU'], self.nan_to_num)
         for name, iou in zip(self.dataset_meta['classes'], per_class['IoU']):
             summary[f'IoU.{name}'] = round(float(iou) * 100, 2)
         return summary
