@@ -11,6 +11,7 @@ and MMEngine's own loading (see :mod:`cosub_seg.runtime.patches`).
 import os.path as osp
 import pickle
 import sys
+from contextlib import contextmanager
 from typing import Dict
 
 import numpy as np
@@ -39,6 +40,16 @@ def training_state_globals() -> list:
     return [HistoryBuffer, *_numpy_globals()]
 
 
+@contextmanager
+def training_state_allowed():
+    """Admits :func:`training_state_globals` to ``torch.load(weights_only=True)`` inside the block. Only the classes
+    not allowed already are added: torch's ``safe_globals`` context removes on exit every class it was given, even one
+    that was allowed before it (e.g. by :func:`cosub_seg.runtime.install`)."""
+    allowed = torch.serialization.get_safe_globals()
+    with torch.serialization.safe_globals([g for g in training_state_globals() if g not in allowed]):
+        yield
+
+
 def load_checkpoint_file(path: str, map_location='cpu') -> dict:
     """Reads a checkpoint without executing code: ``.safetensors`` through safetensors, anything else through
     ``torch.load(weights_only=True)``, which also admits :func:`training_state_globals` (so checkpoints written by
@@ -49,7 +60,7 @@ def load_checkpoint_file(path: str, map_location='cpu') -> dict:
         from safetensors.torch import load_file
         return load_file(path, device=map_location if isinstance(map_location, str) else 'cpu')
     try:
-        with torch.serialization.safe_globals(training_state_globals()):
+        with training_state_allowed():
             checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         reason = next((line.strip() for line in str(err).splitlines() if 'Unsupported global' in line),

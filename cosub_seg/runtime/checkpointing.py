@@ -32,7 +32,7 @@ from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
-from ..checkpoint import training_state_globals
+from ..checkpoint import training_state_allowed
 
 PARTIAL_SUFFIX = '.partial'
 
@@ -174,7 +174,7 @@ def is_complete_checkpoint(path: str) -> bool:
         except (zipfile.BadZipFile, OSError):
             return False
     try:
-        with torch.serialization.safe_globals(training_state_globals()):
+        with training_state_allowed():
             torch.load(path, map_location='cpu', weights_only=True, mmap=False)
     except Exception:  # noqa: BLE001  any failure to read means it cannot be resumed from
         return False
@@ -183,7 +183,7 @@ def is_complete_checkpoint(path: str) -> bool:
 
 def _training_iteration(path: str) -> int:
     """The iteration a checkpoint was saved at (``meta.iter``), read with the tensors memory-mapped, not loaded."""
-    with torch.serialization.safe_globals(training_state_globals()):
+    with training_state_allowed():
         checkpoint = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
     return int(checkpoint.get('meta', {}).get('iter', -1))
 
