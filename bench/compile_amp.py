@@ -5,7 +5,7 @@ The models are the embedded default's (configs/pretrain/cosub_deit3-tiny_digits.
 cosub during fine-tuning off), or larger ones with ``--model``. Each step is MMEngine's ``train_step`` (data
 preprocessor, forward, loss, backward, optimiser step), the function MMEngine's ``compile=True`` compiles. Variants:
 eager fp32, eager bf16 (autocast), compiled fp32, compiled bf16. Stochastic depth draws a fixed number of rows
-(``drop_path_sampling='fixed'``) in every variant, so shapes are static for the compiler. Compilation time is
+(``stochastic_depth.sampling='fixed'``) in every variant, so shapes are static for the compiler. Compilation time is
 reported apart; step times are medians of round-robin repeats after it.
 
     python bench/compile_amp.py [--stages pretrain seg] [--repeats 10] [--no-compile]
@@ -39,7 +39,7 @@ SEG_CONFIG = osp.join(ROOT, 'configs/seg/upernet_cosub-deit3-tiny_digitscenes.py
 
 def pretrain_case(batch: int):
     cfg = Config.fromfile(PRETRAIN_CONFIG).model
-    cfg.drop_path_sampling = 'fixed'
+    cfg.stochastic_depth.sampling = 'fixed'
     with DefaultScope.overwrite_default_scope('cosub_seg'):
         model = MODELS.build(cfg)
     inputs = [torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8) for _ in range(batch)]
@@ -54,7 +54,7 @@ def seg_case(batch: int, options: Optional[dict] = None):
     config.merge_from_dict(dict(options or {}))
     cfg = config.model
     cfg.backbone.init_cfg = None
-    cfg.backbone.drop_path_sampling = 'fixed'
+    cfg.backbone.stochastic_depth.sampling = 'fixed'
     for key in ('decode_head', 'auxiliary_head'):
         cfg[key].norm_cfg = dict(type='BN', requires_grad=True)
     with DefaultScope.overwrite_default_scope('mmseg'):

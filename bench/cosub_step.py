@@ -38,7 +38,8 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from bench.common import add_timing_args, apply_timing_args, device_name, peak_rss_bytes, print_table, rss_bytes, time_round_robin, write_json  # noqa
 from cosub_seg.cosub import cosub_loss  # noqa: E402
-from cosub_seg.models.drop_path import configure_stochastic_depth, stochastic_depth_slots  # noqa: E402
+from cosub_seg.cosub import StochasticDepthConfig  # noqa: E402
+from cosub_seg.models.stochastic_depth import configure_stochastic_depth, stochastic_depth_slots  # noqa: E402
 
 VARIANTS = ('plain', 'reference', 'ours')
 NUM_CLASSES = 1000
@@ -48,7 +49,7 @@ def build(model_name: str, rate: float, variant: str, device: torch.device, seed
     torch.manual_seed(seed)
     model = timm.create_model(model_name, num_classes=NUM_CLASSES, drop_path_rate=rate)
     if variant == 'ours':
-        configure_stochastic_depth(model, rate, 'constant', compute='auto', sampling='bernoulli')
+        configure_stochastic_depth(model, StochasticDepthConfig(rate, 'constant', compute='auto', sampling='bernoulli'))
     else:  # timm's own DropPath, at the constant rate of the cosub recipes
         for parent, name in stochastic_depth_slots(model):
             setattr(parent, name, DropPath(rate))

@@ -2,8 +2,8 @@
 
 The model is the embedded default's (configs/seg/upernet_cosub-deit3-tiny_digitscenes.py, random weights, batch 8
 at 64x64, AdamW); each step is MMEngine's ``train_step``. Variants per stochastic-depth rate: plain fine-tuning
-(``num_submodels=1``), cosub with skipped rows (``drop_path_compute='auto'``, this project's default) and cosub with
-masked rows (``'mask'``, the reference implementation's cost). Step times are medians of round-robin repeats.
+(``num_submodels=1``), cosub with skipped rows (``stochastic_depth.compute='auto'``, this project's default) and
+cosub with masked rows (``'mask'``, the reference implementation's cost). Step times are medians of round-robin repeats.
 
     python bench/seg_cosub_step.py [--drop-rates 0.1 0.45] [--repeats 10] [--threads 1 --clock cpu]
 
@@ -24,8 +24,8 @@ from bench.compile_amp import seg_case  # noqa: E402
 
 VARIANTS = {
     'plain': {'model.num_submodels': 1},
-    'cosub skip': {'model.num_submodels': 2, 'model.backbone.drop_path_compute': 'auto'},
-    'cosub mask': {'model.num_submodels': 2, 'model.backbone.drop_path_compute': 'mask'},
+    'cosub skip': {'model.num_submodels': 2, 'model.backbone.stochastic_depth.compute': 'auto'},
+    'cosub mask': {'model.num_submodels': 2, 'model.backbone.stochastic_depth.compute': 'mask'},
 }
 
 
@@ -44,7 +44,7 @@ def main(argv=None):
         steps = {}
         for name, options in VARIANTS.items():
             torch.manual_seed(0)  # same weights and crops in every variant
-            model, data = seg_case(args.batch, {**options, 'model.backbone.drop_path_rate': rate})
+            model, data = seg_case(args.batch, {**options, 'model.backbone.stochastic_depth.rate': rate})
             model = model.to(device).train()
             optim = OptimWrapper(torch.optim.AdamW(model.parameters(), lr=1e-4))
             steps[name] = (lambda model=model, optim=optim, data=copy.deepcopy(data): model.train_step(data, optim))

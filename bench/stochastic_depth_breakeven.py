@@ -18,7 +18,8 @@ import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from bench.common import add_timing_args, apply_timing_args, device_name, print_table, time_round_robin, write_json  # noqa: E402
-from cosub_seg.models.drop_path import configure_stochastic_depth  # noqa: E402
+from cosub_seg.cosub import StochasticDepthConfig  # noqa: E402
+from cosub_seg.models.stochastic_depth import configure_stochastic_depth  # noqa: E402
 
 RATES = (0.02, 0.05, 0.1, 0.2, 0.45)
 
@@ -47,7 +48,8 @@ def main(argv=None):
             variants = {}
             for compute in ('mask', 'skip'):
                 m = copy.deepcopy(model)
-                configure_stochastic_depth(m, rate, 'constant', compute=compute, sampling='fixed')
+                config = StochasticDepthConfig(rate, 'constant', compute=compute, sampling='fixed')
+                configure_stochastic_depth(m, config)
                 block = pick(m).to(device).train()
 
                 def step(block=block):

@@ -104,7 +104,7 @@ def test_soft_gt_score_targets_are_what_the_loss_learns(loss_type):
 
 
 def test_cosub_without_stochastic_depth_is_refused():
-    with pytest.raises(ValueError, match='drop_path_rate'):
+    with pytest.raises(ValueError, match=r'stochastic_depth.rate > 0'):
         tiny_vit(drop_path_rate=0.0)
 
 

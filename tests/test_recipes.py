@@ -21,7 +21,7 @@ from mmseg.structures import SegDataSample
 import cosub_seg  # noqa: F401  (registers the modules)
 from cosub_seg.runtime.launch import use_bn_without_gpu
 from cosub_seg.engine.layer_decay import backbone_layer_ids
-from cosub_seg.models.seg_backbone import model_module
+from cosub_seg.models.timm_factory import model_module
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PRETRAIN = sorted(osp.relpath(p, ROOT) for p in glob.glob(osp.join(ROOT, 'configs/pretrain/*.py')))

@@ -13,7 +13,8 @@ from timm.layers import DropPath
 from cosub_seg.cosub import cosub_loss
 from cosub_seg.cosub.stochastic_depth import SKIP_BREAK_EVEN, StochasticDepth
 from cosub_seg.models import CosubClassifier
-from cosub_seg.models.drop_path import SKIPPING_BLOCKS, configure_stochastic_depth, stochastic_depth_slots
+from cosub_seg.cosub.stochastic_depth import StochasticDepthConfig as SD
+from cosub_seg.models.stochastic_depth import SKIPPING_BLOCKS, configure_stochastic_depth, stochastic_depth_slots
 
 
 class Branch(nn.Module):
@@ -182,8 +183,8 @@ def test_cosub_step_skipping_matches_masking_in_every_family(family):
     models = {}
     for compute in ('mask', 'skip'):
         torch.manual_seed(0)
-        models[compute] = CosubClassifier(arch, num_classes=4, drop_path_rate=0.5, drop_path_schedule='constant',
-                                          drop_path_compute=compute, model_kwargs=kwargs).double()
+        sd = dict(rate=0.5, schedule='constant', compute=compute)
+        models[compute] = CosubClassifier(arch, num_classes=4, model_kwargs=kwargs, stochastic_depth=sd).double()
     models['skip'].load_state_dict(models['mask'].state_dict())
     blocks = [type(m) for m in models['skip'].modules() if type(m) in SKIPPING_BLOCKS.values()]
     assert blocks, f'no block of {arch} was switched to skipping'
@@ -212,7 +213,7 @@ def test_batchnorm_statistics_come_from_the_kept_rows_when_skipping():
     """RegNet with skipping: a BatchNorm inside a branch updates its running mean from the kept rows only."""
     torch.manual_seed(0)
     model = timm.create_model('regnety_002', num_classes=3, drop_path_rate=0.5)
-    configure_stochastic_depth(model, 0.5, 'constant', compute='skip', sampling='fixed')
+    configure_stochastic_depth(model, SD(0.5, 'constant', compute='skip', sampling='fixed'))
     block = model.s3.b2  # a block with an identity shortcut and a drop-path slot
     assert type(block).__name__ == 'RegNetBottleneck'
     block.train()
@@ -238,10 +239,10 @@ def test_schedules_keep_timm_rates_or_make_them_constant():
     timm_rates = [getattr(parent, name).drop_prob if isinstance(getattr(parent, name), DropPath) else 0.0
                   for parent, name in stochastic_depth_slots(model)]
     linear = copy.deepcopy(model)
-    configure_stochastic_depth(linear, 0.3, 'linear')
+    configure_stochastic_depth(linear, SD(0.3, 'linear'))
     assert [getattr(p, n).drop_prob for p, n in stochastic_depth_slots(linear)] == pytest.approx(timm_rates)
     assert timm_rates[0] == 0.0 and timm_rates[-1] == pytest.approx(0.3)
-    info = configure_stochastic_depth(model, 0.3, 'constant', compute='auto')
+    info = configure_stochastic_depth(model, SD(0.3, 'constant', compute='auto'))
     assert [getattr(p, n).drop_prob for p, n in stochastic_depth_slots(model)] == [0.3] * 8
     assert info == dict(slots=8, skipping=8, blocks=4, masked_blocks=0)
     assert all(isinstance(getattr(p, n), StochasticDepth) for p, n in stochastic_depth_slots(model))
@@ -252,7 +253,7 @@ def _ddp_worker(rank, world_size, init_file, results):
     torch.manual_seed(0)
     model = timm.create_model('deit3_small_patch16_224', img_size=16, patch_size=8, embed_dim=16, depth=2,
                               num_heads=2, num_classes=3, drop_path_rate=0.5)
-    configure_stochastic_depth(model, 0.5, 'constant', compute='skip')
+    configure_stochastic_depth(model, SD(0.5, 'constant', compute='skip'))
     # Rank 0 drops every branch for every row; rank 1 keeps them all.
     for _, module in model.named_modules():
         if isinstance(module, StochasticDepth):
@@ -354,7 +355,7 @@ def test_fixed_sampling_through_a_whole_vit_keeps_the_count_and_equals_masking()
     for compute in ('skip', 'mask'):
         torch.manual_seed(0)
         models[compute] = timm.create_model('deit3_small_patch16_224', **kwargs).double()
-        info = configure_stochastic_depth(models[compute], p, 'constant', compute=compute, sampling='fixed')
+        info = configure_stochastic_depth(models[compute], SD(p, 'constant', compute=compute, sampling='fixed'))
         assert info['slots'] == 4 and info['blocks'] == 2
         spies[compute] = _DrawSpy(models[compute])
     models['skip'].load_state_dict(models['mask'].state_dict())
@@ -378,3 +379,73 @@ def test_fixed_sampling_through_a_whole_vit_keeps_the_count_and_equals_masking()
             assert len(kept) == expected_kept and len(set(kept)) == expected_kept and scale == batch / expected_kept
     assert sorted(spies['skip'].kept) == ['blocks.0.drop_path1', 'blocks.0.drop_path2', 'blocks.1.drop_path1',
                                           'blocks.1.drop_path2']
+
+
+# ------------------------------------------------------------------------ the one config entry, StochasticDepthConfig
+
+
+def test_config_entry_and_the_flat_arguments_of_older_configs():
+    """``stochastic_depth=dict(...)`` and the flat drop_path_* arguments (configs written before it) build the same
+    setting; flat arguments that are given override the entry's fields, absent ones (None) do not."""
+    assert SD.build(dict(rate=0.3, schedule='constant')) == SD(0.3, 'constant', 'auto', 'bernoulli')
+    assert SD.build(None, drop_path_rate=0.3, drop_path_schedule='constant', drop_path_compute=None,
+                    drop_path_sampling='fixed') == SD(0.3, 'constant', 'auto', 'fixed')
+    assert SD.build(dict(rate=0.3, compute='mask'), drop_path_rate=0.1) == SD(0.1, 'linear', 'mask', 'bernoulli')
+    assert SD.build(SD(0.2)) == SD(0.2)
+    with pytest.raises(ValueError, match=r"stochastic_depth takes rate, schedule, compute and sampling, got \['p'\]"):
+        SD.build(dict(p=0.1))
+    with pytest.raises(ValueError, match=r"stochastic_depth.schedule must be one of \('linear', 'constant'\)"):
+        SD(0.1, 'cosine')
+    with pytest.raises(ValueError, match=r'stochastic_depth.rate must be in \[0, 1\), got 1.0'):
+        SD(1.0)
+
+
+def test_classifier_and_backbone_take_the_entry_or_the_flat_arguments_alike():
+    from cosub_seg.models import TimmSegBackbone
+    kwargs = dict(img_size=16, patch_size=8, embed_dim=16, depth=3, num_heads=2)
+
+    def slots(model):
+        return [(type(getattr(p, n)).__name__, round(getattr(p, n).drop_prob, 6), getattr(p, n).sampling,
+                 getattr(p, n).skip) for p, n in stochastic_depth_slots(model)]
+
+    new = CosubClassifier('deit3_small_patch16_224', 3, model_kwargs=kwargs,
+                          stochastic_depth=dict(rate=0.4, schedule='linear', sampling='fixed'))
+    old = CosubClassifier('deit3_small_patch16_224', 3, model_kwargs=kwargs, drop_path_rate=0.4,
+                          drop_path_sampling='fixed')
+    # timm's linear rule: block i of 3 gets 0.4 * i / 2, in both branches of the block.
+    expected = [('StochasticDepth', round(0.4 * i / 2, 6), 'fixed', 0.4 * i / 2 >= 0.05) for i in range(3)
+                for _ in range(2)]
+    assert slots(new) == slots(old) == expected
+    backbone = TimmSegBackbone('deit3_small_patch16_224', img_size=16, model_kwargs=dict(kwargs, img_size=16),
+                               stochastic_depth=dict(rate=0.4, schedule='constant'))
+    assert {rate for _, rate, _, _ in slots(backbone.model)} == {0.4}
+
+
+def test_vits_are_built_with_our_block_and_other_blocks_are_left_to_timm():
+    """timm's VisionTransformer builds ViTBlock through block_fn (no class swap after the fact); a ViT variant with
+    blocks of its own keeps them (block_fn would silently replace them)."""
+    from cosub_seg.models.stochastic_depth import ViTBlock
+    from cosub_seg.models.timm_factory import builds_standard_vit_blocks, create_timm_model
+    from timm.models.vision_transformer import ParallelThingsBlock
+    assert builds_standard_vit_blocks('deit3_small_patch16_224', depth=2)
+    assert not builds_standard_vit_blocks('vit_small_patch16_18x2_224', depth=2)
+    assert not builds_standard_vit_blocks('convnext_atto')  # not a ViT: no probe
+    built = []
+    original = ViTBlock.__init__
+
+    def spy(self, *args, **kwargs):
+        built.append(kwargs.get('stochastic_depth'))
+        original(self, *args, **kwargs)
+
+    config = SD(0.2, 'constant')
+    ViTBlock.__init__ = spy
+    try:
+        vit = create_timm_model('deit3_small_patch16_224', stochastic_depth=config, depth=2, embed_dim=16,
+                                num_heads=2, img_size=16, patch_size=8)
+    finally:
+        ViTBlock.__init__ = original
+    assert built == [config, config] and all(type(b) is ViTBlock for b in vit.blocks)
+    parallel = create_timm_model('vit_small_patch16_18x2_224', stochastic_depth=config, depth=2, embed_dim=16,
+                                 num_heads=2, img_size=16, patch_size=8)
+    assert all(type(b) is ParallelThingsBlock for b in parallel.blocks)
+    assert {getattr(p, n).drop_prob for p, n in stochastic_depth_slots(parallel)} == {0.2}

@@ -6,4 +6,4 @@ _base_ = [
     '../_base_/schedules/lamb_800e.py',
     '../_base_/default_runtime.py',
 ]
-model = dict(arch='convnext_base', drop_path_rate=0.5)
+model = dict(arch='convnext_base', stochastic_depth=dict(rate=0.5))

@@ -8,8 +8,7 @@ _base_ = [
 ]
 model = dict(
     arch='deit3_base_patch16_224',
-    drop_path_rate=0.2,
-    drop_path_schedule='constant',
+    stochastic_depth=dict(rate=0.2, schedule='constant'),
     model_kwargs=dict(img_size=192),
 )
 optim_wrapper = dict(optimizer=dict(lr=3e-3))

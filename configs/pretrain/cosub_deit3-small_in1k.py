@@ -7,8 +7,7 @@ _base_ = [
 ]
 model = dict(
     arch='deit3_small_patch16_224',
-    drop_path_rate=0.05,
-    drop_path_schedule='constant',
+    stochastic_depth=dict(rate=0.05, schedule='constant'),
     model_kwargs=dict(img_size=224),
 )
 optim_wrapper = dict(optimizer=dict(lr=4e-3))

@@ -8,7 +8,7 @@ img_size = 32
 model = dict(
     arch='deit3_small_patch16_224',
     num_classes=num_classes,
-    drop_path_rate=0.1,
+    stochastic_depth=dict(rate=0.1),
     model_kwargs=dict(img_size=img_size, patch_size=8, embed_dim=128, depth=6, num_heads=4),
     binarize_threshold=None,
     data_preprocessor=dict(num_classes=num_classes, mixup=None),

@@ -6,5 +6,5 @@ _base_ = [
     '../_base_/schedules/lamb_800e.py',
     '../_base_/default_runtime.py',
 ]
-model = dict(arch='regnety_160', drop_path_rate=0.2)
+model = dict(arch='regnety_160', stochastic_depth=dict(rate=0.2))
 sync_bn = 'torch'

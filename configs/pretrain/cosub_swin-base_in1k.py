@@ -6,4 +6,4 @@ _base_ = [
     '../_base_/schedules/lamb_800e.py',
     '../_base_/default_runtime.py',
 ]
-model = dict(arch='swin_base_patch4_window7_224', drop_path_rate=0.5, model_kwargs=dict(img_size=224))
+model = dict(arch='swin_base_patch4_window7_224', stochastic_depth=dict(rate=0.5), model_kwargs=dict(img_size=224))

@@ -5,4 +5,4 @@ _base_ = [
     '../_base_/schedules/lamb_800e.py',
     '../_base_/default_runtime.py',
 ]
-model = dict(arch='xcit_small_12_p16_224', drop_path_rate=0.1, model_kwargs=dict(img_size=224))
+model = dict(arch='xcit_small_12_p16_224', stochastic_depth=dict(rate=0.1), model_kwargs=dict(img_size=224))

@@ -8,7 +8,7 @@ _base_ = [
     '../_base_/seg_runtime.py',
 ]
 model = dict(
-    backbone=dict(arch='convnext_base', drop_path_rate=0.4,
+    backbone=dict(arch='convnext_base', stochastic_depth=dict(rate=0.4),
                   init_cfg=dict(type='Pretrained', checkpoint='work_dirs/cosub_convnext-base_in1k/epoch_800.pth')),
     decode_head=dict(in_channels=[128, 256, 512, 1024]),
     auxiliary_head=dict(in_channels=512),

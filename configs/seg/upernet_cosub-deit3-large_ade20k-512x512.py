@@ -9,7 +9,7 @@ _base_ = [
 ]
 width = 1024
 model = dict(
-    backbone=dict(arch='deit3_large_patch16_224', drop_path_rate=0.3,
+    backbone=dict(arch='deit3_large_patch16_224', stochastic_depth=dict(rate=0.3),
                   init_cfg=dict(type='Pretrained', checkpoint='work_dirs/cosub_deit3-large_in1k/epoch_800.pth')),
     neck=dict(in_channels=[width] * 4, out_channels=width),
     decode_head=dict(in_channels=[width] * 4),

@@ -15,7 +15,7 @@ model = dict(
     backbone=dict(
         arch='deit3_small_patch16_224',
         img_size=crop_size,
-        drop_path_rate=0.1,
+        stochastic_depth=dict(rate=0.1),
         model_kwargs=dict(patch_size=8, embed_dim=embed_dim, depth=6, num_heads=4),
         # Where `make demo` (tools/pipeline.py --work-dir work_dirs/demo) writes the pretrained backbone; after
         # `python tools/pretrain.py configs/pretrain/cosub_deit3-tiny_digits.py` set

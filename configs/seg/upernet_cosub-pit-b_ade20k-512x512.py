@@ -7,7 +7,7 @@ _base_ = [
     '../_base_/seg_runtime.py',
 ]
 model = dict(
-    backbone=dict(arch='pit_b_224', img_size=512, drop_path_rate=0.2,
+    backbone=dict(arch='pit_b_224', img_size=512, stochastic_depth=dict(rate=0.2),
                   init_cfg=dict(type='Pretrained', checkpoint='work_dirs/cosub_pit-b_in1k/epoch_800.pth')),
     decode_head=dict(in_channels=[256, 512, 1024], in_index=[0, 1, 2]),
     auxiliary_head=dict(in_channels=512, in_index=1),

@@ -7,7 +7,7 @@ _base_ = [
     '../_base_/seg_runtime.py',
 ]
 model = dict(
-    backbone=dict(arch='regnety_160', drop_path_rate=0.2,
+    backbone=dict(arch='regnety_160', stochastic_depth=dict(rate=0.2),
                   init_cfg=dict(type='Pretrained', checkpoint='work_dirs/cosub_regnety-16gf_in1k/epoch_800.pth')),
     decode_head=dict(in_channels=[224, 448, 1232, 3024]),
     auxiliary_head=dict(in_channels=1232),

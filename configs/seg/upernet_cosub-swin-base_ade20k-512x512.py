@@ -8,7 +8,7 @@ _base_ = [
     '../_base_/seg_runtime.py',
 ]
 model = dict(
-    backbone=dict(arch='swin_base_patch4_window7_224', img_size=512, drop_path_rate=0.3,
+    backbone=dict(arch='swin_base_patch4_window7_224', img_size=512, stochastic_depth=dict(rate=0.3),
                   init_cfg=dict(type='Pretrained', checkpoint='work_dirs/cosub_swin-base_in1k/epoch_800.pth')),
     decode_head=dict(in_channels=[128, 256, 512, 1024]),
     auxiliary_head=dict(in_channels=512),

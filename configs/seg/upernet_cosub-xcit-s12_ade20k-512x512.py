@@ -9,7 +9,7 @@ _base_ = [
 ]
 width = 384
 model = dict(
-    backbone=dict(arch='xcit_small_12_p16_224', drop_path_rate=0.1,
+    backbone=dict(arch='xcit_small_12_p16_224', stochastic_depth=dict(rate=0.1),
                   init_cfg=dict(type='Pretrained', checkpoint='work_dirs/cosub_xcit-s12_in1k/epoch_800.pth')),
     neck=dict(in_channels=[width] * 4, out_channels=width),
     decode_head=dict(in_channels=[width] * 4),

@@ -22,15 +22,20 @@ Two ways to draw the kept rows:
 
 In eval mode, or with p = 0, the branch runs on every row and nothing is dropped.
 
-This module is plain PyTorch; :mod:`cosub_seg.models.stochastic_depth` rewires timm's blocks to call
-:meth:`StochasticDepth.add_residual`.
+This module is plain PyTorch. :class:`StochasticDepthConfig` is the one configuration of it (rate, schedule over
+depth, compute, sampling); :mod:`cosub_seg.models.stochastic_depth` builds timm's blocks with it.
 """
-from typing import Callable, Optional, Tuple
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
 
+from ..errors import ConfigError
+
 SAMPLING_MODES = ('bernoulli', 'fixed')
+SCHEDULES = ('linear', 'constant')
 COMPUTE_MODES = ('auto', 'mask', 'skip')
 # The drop rate from which skipping beats masking, measured on this project's 2-core CPU for DeiT III-S and
 # ConvNeXt-T blocks (bench/stochastic_depth_breakeven.py): skipping's gather/scatter cost is a few percent of a
@@ -150,4 +155,62 @@ class StochasticDepth(nn.Module):
         return shortcut.index_add(0, indices, out.to(shortcut.dtype), alpha=scale)
 
 
-__all__ = ['StochasticDepth', 'SAMPLING_MODES', 'COMPUTE_MODES', 'SKIP_BREAK_EVEN']
+@dataclass(frozen=True)
+class StochasticDepthConfig:
+    """How a network's residual branches are dropped: the one config entry of the classifier and the segmentation
+    backbone, ``stochastic_depth=dict(rate=..., schedule=..., compute=..., sampling=...)``.
+
+    Args:
+        rate: the stochastic-depth rate p (cosub needs p > 0: the copies of a batch differ through it).
+        schedule: 'linear' (timm's: rising over depth from 0 to ``rate``) or 'constant' (``rate`` in every branch,
+            as the cosub authors' ViT code, ``dpr_constant=True``).
+        compute: 'auto' (skip from :data:`SKIP_BREAK_EVEN` on, mask below), 'skip' or 'mask'.
+        sampling: 'bernoulli' (timm's per-row draws) or 'fixed' (a fixed count of kept rows per step).
+    """
+
+    rate: float = 0.0
+    schedule: str = 'linear'
+    compute: str = 'auto'
+    sampling: str = 'bernoulli'
+
+    def __post_init__(self):
+        if not 0.0 <= self.rate < 1.0:
+            raise ConfigError(f'stochastic_depth.rate must be in [0, 1), got {self.rate}')
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f'stochastic_depth.schedule must be one of {SCHEDULES}, got {self.schedule!r}')
+        if self.compute not in COMPUTE_MODES:
+            raise ConfigError(f'stochastic_depth.compute must be one of {COMPUTE_MODES}, got {self.compute!r}')
+        if self.sampling not in SAMPLING_MODES:
+            raise ConfigError(f'stochastic_depth.sampling must be one of {SAMPLING_MODES}, got {self.sampling!r}')
+
+    @classmethod
+    def build(cls, stochastic_depth: Optional[Union[dict, 'StochasticDepthConfig']] = None,
+              **legacy: Optional[object]) -> 'StochasticDepthConfig':
+        """From the config entry (a dict or an instance), with the flat arguments of configs written before it
+        (``drop_path_rate``, ``drop_path_schedule``, ``drop_path_compute``, ``drop_path_sampling``; None = not
+        given) applied on top, so old configs and ``--cfg-options model.drop_path_rate=...`` keep working."""
+        entry = stochastic_depth if isinstance(stochastic_depth, dict) else \
+            dataclasses.asdict(stochastic_depth) if stochastic_depth is not None else {}
+        unknown = sorted(set(entry) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ConfigError(f'stochastic_depth takes rate, schedule, compute and sampling, got {unknown}')
+        for name, value in legacy.items():
+            if value is not None:
+                if name not in LEGACY_ARGS:
+                    raise ConfigError(f'unknown stochastic-depth argument {name!r}')
+                entry = dict(entry, **{LEGACY_ARGS[name]: value})
+        return cls(**entry)
+
+    def branch(self, timm_rate: float, break_even: float = SKIP_BREAK_EVEN) -> 'StochasticDepth':
+        """The module of one residual branch to which timm's (linear) schedule gives ``timm_rate``."""
+        rate = self.rate if self.schedule == 'constant' else timm_rate
+        return StochasticDepth(rate, sampling=self.sampling, compute=self.compute, break_even=break_even)
+
+
+# The flat arguments of configs written before the ``stochastic_depth`` entry, and the field each one sets.
+LEGACY_ARGS = {'drop_path_rate': 'rate', 'drop_path_schedule': 'schedule', 'drop_path_compute': 'compute',
+               'drop_path_sampling': 'sampling'}
+
+
+__all__ = ['StochasticDepth', 'StochasticDepthConfig', 'SAMPLING_MODES', 'COMPUTE_MODES', 'SCHEDULES',
+           'SKIP_BREAK_EVEN']

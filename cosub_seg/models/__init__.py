@@ -2,7 +2,7 @@ from .classifier import CosubClassifier
 from .data_preprocessor import ClsDataPreprocessor
 from .seg_backbone import TimmSegBackbone, plain_out_indices
 from .segmentor import CosubEncoderDecoder
-from .drop_path import configure_stochastic_depth
+from .stochastic_depth import configure_stochastic_depth
 from .timm_factory import create_timm_model
 
 __all__ = [

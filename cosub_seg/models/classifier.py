@@ -6,9 +6,9 @@ from mmengine.model import BaseModel
 from mmengine.structures import BaseDataElement
 
 from ..cosub import cosub_loss
+from ..cosub.stochastic_depth import StochasticDepthConfig
 from ..errors import ConfigError
 from ..registry import MODELS
-from .drop_path import configure_stochastic_depth
 from .timm_factory import create_timm_model
 
 
@@ -24,11 +24,11 @@ class CosubClassifier(BaseModel):
     Args:
         arch: timm model name, e.g. ``'deit3_small_patch16_224'``.
         num_classes: classifier outputs.
-        drop_path_rate: stochastic-depth rate; cosub needs it > 0.
-        drop_path_schedule: 'linear' (timm's, rising over depth) or 'constant' (the cosub authors' ViT code).
-        drop_path_compute: 'auto' (skip the dropped rows of a branch from the measured break-even rate on, mask
-            below it), 'skip' or 'mask' (timm's way); see :mod:`cosub_seg.cosub.stochastic_depth`.
-        drop_path_sampling: 'bernoulli' (timm's per-row draws) or 'fixed' (a fixed count of kept rows per step).
+        stochastic_depth: how residual branches are dropped (cosub needs rate > 0):
+            ``dict(rate=p, schedule='linear'|'constant', compute='auto'|'skip'|'mask',
+            sampling='bernoulli'|'fixed')``, see :class:`cosub_seg.cosub.StochasticDepthConfig`.
+        drop_path_rate, drop_path_schedule, drop_path_compute, drop_path_sampling: the same settings as flat
+            arguments, from configs written before ``stochastic_depth``; when given they override its fields.
         model_kwargs: further arguments of ``timm.create_model`` (``img_size``, ``depth``, ...).
         num_submodels: k, the copies of each batch; 1 trains without co-training.
         lam: weight of the peer term (the paper uses 0.5).
@@ -41,33 +41,35 @@ class CosubClassifier(BaseModel):
     def __init__(self,
                  arch: str,
                  num_classes: int,
-                 drop_path_rate: float = 0.0,
-                 drop_path_schedule: str = 'linear',
-                 drop_path_compute: str = 'auto',
-                 drop_path_sampling: str = 'bernoulli',
+                 stochastic_depth: Optional[dict] = None,
                  model_kwargs: Optional[dict] = None,
                  num_submodels: int = 2,
                  lam: float = 0.5,
                  loss_type: str = 'bce',
                  binarize_threshold: Optional[float] = None,
                  data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None):
+                 init_cfg: Optional[dict] = None,
+                 drop_path_rate: Optional[float] = None,
+                 drop_path_schedule: Optional[str] = None,
+                 drop_path_compute: Optional[str] = None,
+                 drop_path_sampling: Optional[str] = None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        sd = StochasticDepthConfig.build(stochastic_depth, drop_path_rate=drop_path_rate,
+                                         drop_path_schedule=drop_path_schedule, drop_path_compute=drop_path_compute,
+                                         drop_path_sampling=drop_path_sampling)
         if num_submodels < 1:
             raise ConfigError(f'num_submodels must be >= 1, got {num_submodels}')
-        if num_submodels > 1 and drop_path_rate <= 0:
-            raise ConfigError('cosub (num_submodels > 1) needs stochastic depth: set drop_path_rate > 0, otherwise '
-                              'every copy is the same network and the peer term teaches nothing')
+        if num_submodels > 1 and sd.rate <= 0:
+            raise ConfigError('cosub (num_submodels > 1) needs stochastic depth: set stochastic_depth.rate > 0, '
+                              'otherwise every copy is the same network and the peer term teaches nothing')
         self.arch = arch
         self.num_classes = num_classes
         self.num_submodels = num_submodels
         self.lam = lam
         self.loss_type = loss_type
         self.binarize_threshold = binarize_threshold
-        self.backbone = create_timm_model(
-            arch, num_classes=num_classes, drop_path_rate=drop_path_rate, **(model_kwargs or {}))
-        configure_stochastic_depth(self.backbone, drop_path_rate, drop_path_schedule, compute=drop_path_compute,
-                                   sampling=drop_path_sampling)
+        self.stochastic_depth = sd
+        self.backbone = create_timm_model(arch, stochastic_depth=sd, num_classes=num_classes, **(model_kwargs or {}))
 
     def forward(self,
                 inputs: torch.Tensor,

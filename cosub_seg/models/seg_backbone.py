@@ -3,7 +3,6 @@ import os
 import os.path as osp
 from typing import List, Optional, Sequence, Union
 
-import timm
 import torch
 import torch.nn.functional as F
 from mmengine.logging import print_log
@@ -14,9 +13,9 @@ from timm.models.pit import PoolingVisionTransformer
 from timm.models.xcit import Xcit
 
 from ..checkpoint import extract_state_dict, load_checkpoint_file, timm_state_dict
+from ..cosub.stochastic_depth import StochasticDepthConfig
 from ..errors import ConfigError, MissingFileError
-from .drop_path import configure_stochastic_depth
-from .timm_factory import create_timm_model
+from .timm_factory import create_timm_model, model_module
 
 PLAIN_TYPES = (VisionTransformer, Xcit)  # one stride-16 scale: a neck makes the pyramid
 # What lets each timm family take inputs of any size (PiT is handled in the forward).
@@ -25,13 +24,6 @@ ANY_SIZE_KWARGS = {
     'deit': dict(dynamic_img_size=True),
     'swin_transformer': dict(strict_img_size=False),
 }
-
-
-def model_module(arch: str) -> str:
-    """The timm module that defines ``arch`` ('deit', 'swin_transformer', ...); '' for an unknown name."""
-    if not timm.is_model(arch):
-        return ''
-    return timm.models.model_entrypoint(arch).__module__.rsplit('.', 1)[-1]
 
 
 def plain_out_indices(depth: int) -> List[int]:
@@ -60,11 +52,11 @@ class TimmSegBackbone(BaseModule):
         arch: timm model name.
         out_indices: blocks (plain) or stages (hierarchical) to return; None for the defaults above.
         img_size: input size the position embeddings are laid out for (plain ViT, XCiT, Swin, PiT).
-        drop_path_rate: stochastic-depth rate.
-        drop_path_schedule: 'linear' (timm's) or 'constant'.
-        drop_path_compute: 'auto', 'skip' or 'mask': how dropped rows are handled (see
-            :mod:`cosub_seg.cosub.stochastic_depth`); 'auto' skips from the measured break-even rate on.
-        drop_path_sampling: 'bernoulli' (timm's per-row draws) or 'fixed' (a fixed count of kept rows per step).
+        stochastic_depth: how residual branches are dropped:
+            ``dict(rate=p, schedule='linear'|'constant', compute='auto'|'skip'|'mask',
+            sampling='bernoulli'|'fixed')``, see :class:`cosub_seg.cosub.StochasticDepthConfig`.
+        drop_path_rate, drop_path_schedule, drop_path_compute, drop_path_sampling: the same settings as flat
+            arguments, from configs written before ``stochastic_depth``; when given they override its fields.
         model_kwargs: further ``timm.create_model`` arguments.
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` or None for random initialisation.
     """
@@ -73,12 +65,13 @@ class TimmSegBackbone(BaseModule):
                  arch: str,
                  out_indices: Optional[Sequence[int]] = None,
                  img_size: Optional[Union[int, Sequence[int]]] = None,
-                 drop_path_rate: float = 0.0,
-                 drop_path_schedule: str = 'linear',
-                 drop_path_compute: str = 'auto',
-                 drop_path_sampling: str = 'bernoulli',
+                 stochastic_depth: Optional[dict] = None,
                  model_kwargs: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None):
+                 init_cfg: Optional[dict] = None,
+                 drop_path_rate: Optional[float] = None,
+                 drop_path_schedule: Optional[str] = None,
+                 drop_path_compute: Optional[str] = None,
+                 drop_path_sampling: Optional[str] = None):
         checkpoint = None
         if init_cfg is not None:
             if init_cfg.get('type') != 'Pretrained' or 'checkpoint' not in init_cfg:
@@ -92,9 +85,10 @@ class TimmSegBackbone(BaseModule):
             kwargs['img_size'] = img_size
         for key, value in ANY_SIZE_KWARGS.get(model_module(arch), {}).items():
             kwargs.setdefault(key, value)
-        model = create_timm_model(arch, num_classes=0, drop_path_rate=drop_path_rate, **kwargs)
-        configure_stochastic_depth(model, drop_path_rate, drop_path_schedule, compute=drop_path_compute,
-                                   sampling=drop_path_sampling)
+        self.stochastic_depth = StochasticDepthConfig.build(
+            stochastic_depth, drop_path_rate=drop_path_rate, drop_path_schedule=drop_path_schedule,
+            drop_path_compute=drop_path_compute, drop_path_sampling=drop_path_sampling)
+        model = create_timm_model(arch, stochastic_depth=self.stochastic_depth, num_classes=0, **kwargs)
         self.is_plain = isinstance(model, PLAIN_TYPES)
         self.is_pit = isinstance(model, PoolingVisionTransformer)
         if out_indices is None:

@@ -4,12 +4,11 @@ model = dict(
     type='CosubClassifier',
     arch='deit3_small_patch16_224',
     num_classes=num_classes,
-    drop_path_rate=0.05,
-    drop_path_schedule='linear',  # timm's; the DeiT III recipes use 'constant' as the authors' code does
-    # Stochastic depth skips the dropped rows of a branch ('auto': from the measured break-even rate on; 'skip' or
-    # 'mask' force one); 'fixed' sampling keeps a fixed count of rows per step (static shapes for torch.compile).
-    drop_path_compute='auto',
-    drop_path_sampling='bernoulli',
+    # Stochastic depth (cosub_seg/cosub/stochastic_depth.py, StochasticDepthConfig): rate; schedule 'linear' (timm's)
+    # or 'constant' (the DeiT III recipes, as the authors' code); compute 'auto' skips the dropped rows of a branch
+    # from the measured break-even rate on ('skip' or 'mask' force one); sampling 'fixed' keeps a fixed count of
+    # rows per step (static shapes for torch.compile).
+    stochastic_depth=dict(rate=0.05, schedule='linear', compute='auto', sampling='bernoulli'),
     model_kwargs=dict(),
     num_submodels=2,  # 1 trains the same recipe without co-training
     lam=0.5,

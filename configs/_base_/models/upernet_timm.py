@@ -16,9 +16,9 @@ model = dict(
     num_submodels=1,
     lam=0.5,
     data_preprocessor=data_preprocessor,
-    # drop_path_compute='auto' skips the dropped rows of residual branches (see the pretraining base config)
-    backbone=dict(type='TimmSegBackbone', arch='convnext_base', drop_path_rate=0.3, drop_path_compute='auto',
-                  drop_path_sampling='bernoulli'),
+    # stochastic depth as in the pretraining base config (compute='auto' skips the dropped rows of a branch)
+    backbone=dict(type='TimmSegBackbone', arch='convnext_base',
+                  stochastic_depth=dict(rate=0.3, schedule='linear', compute='auto', sampling='bernoulli')),
     decode_head=dict(
         type='UPerHead',
         in_channels=[128, 256, 512, 1024],

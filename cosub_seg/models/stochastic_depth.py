@@ -1,11 +1,20 @@
 """Stochastic depth of timm models, with compute skipping wired into the six families cosub_seg uses.
 
-:func:`configure_stochastic_depth` replaces every ``drop_path*`` slot of a timm model (timm's ``DropPath``, or
-``nn.Identity`` where the rate is 0) by :class:`cosub_seg.cosub.StochasticDepth` with the rate the schedule gives
-it, and switches each known block to a subclass whose ``forward`` hands its residual branches to
-:meth:`StochasticDepth.add_residual` (so dropped rows are skipped, not masked). The subclasses only restate timm's
-forward with the branch as a function; they add no parameters and keep every state-dict key. Blocks of other classes
-keep timm's forward, in which the slot masks as timm's ``DropPath`` does.
+Every residual branch of the network gets a :class:`cosub_seg.cosub.StochasticDepth` configured by one
+:class:`cosub_seg.cosub.StochasticDepthConfig` (``stochastic_depth=dict(rate, schedule, compute, sampling)`` in the
+configs), and every known block hands its branches to :meth:`StochasticDepth.add_residual`, so dropped rows are
+skipped, not masked. :func:`create_timm_model` (``models/timm_factory.py``) does it in one of two ways:
+
+* where timm lets a caller choose the block class, the blocks are built as ours: timm's ``VisionTransformer``
+  (ViT, DeiT III) takes ``block_fn``, so :class:`ViTBlock` is built with its branches' modules
+  (:func:`vit_block_fn`);
+* elsewhere the model is built by timm and :func:`configure_stochastic_depth` replaces each ``drop_path*`` slot
+  (timm's ``DropPath``, or ``nn.Identity`` where the rate is 0) with the module the schedule gives it and switches
+  each known block to the subclass below (``__class__``): timm's Swin, ConvNeXt, RegNet, XCiT and PiT construct
+  their blocks themselves.
+
+The subclasses only restate timm's forward with the branch as a function; they add no parameters and keep every
+state-dict key. Blocks of other classes keep timm's forward, in which the slot masks as timm's ``DropPath`` does.
 
 | family | timm block | branches |
 |---|---|---|
@@ -18,6 +27,7 @@ keep timm's forward, in which the slot masks as timm's ``DropPath`` does.
 The sub-classes' forwards are tested against timm's own forward (same outputs in eval mode and, for the same kept
 rows, in training), which also catches a timm release that changes a block.
 """
+import functools
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -25,14 +35,22 @@ import torch.nn as nn
 from timm.layers import DropPath
 from timm.models import convnext, regnet, swin_transformer, vision_transformer, xcit
 
-from ..cosub.stochastic_depth import SKIP_BREAK_EVEN, StochasticDepth
+from ..cosub.stochastic_depth import SKIP_BREAK_EVEN, StochasticDepth, StochasticDepthConfig
 from ..errors import ConfigError
-
-DROP_PATH_SCHEDULES = ('linear', 'constant')
 
 
 class ViTBlock(vision_transformer.Block):
-    """timm's pre-norm transformer block (ViT, DeiT III, PiT) with skippable branches."""
+    """timm's pre-norm transformer block (ViT, DeiT III, PiT) with skippable branches.
+
+    Built by timm's ``VisionTransformer`` through ``block_fn`` (:func:`vit_block_fn`), it makes its branches'
+    modules from ``stochastic_depth``; PiT's blocks are timm's, switched to this class afterwards."""
+
+    def __init__(self, *args, drop_path: float = 0.0, stochastic_depth: Optional[StochasticDepthConfig] = None,
+                 **kwargs):
+        super().__init__(*args, drop_path=drop_path, **kwargs)
+        if stochastic_depth is not None:
+            self.drop_path1 = stochastic_depth.branch(drop_path)
+            self.drop_path2 = stochastic_depth.branch(drop_path)
 
     def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None,
                 is_causal: bool = False) -> torch.Tensor:
@@ -137,47 +155,43 @@ def _slot_rate(module: nn.Module) -> float:
     return float(getattr(module, 'drop_prob', 0.0))
 
 
-def configure_stochastic_depth(model: nn.Module,
-                               rate: float,
-                               schedule: str = 'linear',
-                               compute: str = 'auto',
-                               sampling: str = 'bernoulli',
-                               break_even: float = SKIP_BREAK_EVEN) -> Dict[str, int]:
-    """Installs :class:`StochasticDepth` in every drop-path slot of a timm model and makes its blocks skip.
+def vit_block_fn(config: StochasticDepthConfig):
+    """The ``block_fn`` that makes timm's ``VisionTransformer`` build :class:`ViTBlock` with ``config``."""
+    return functools.partial(ViTBlock, stochastic_depth=config)
 
-    Args:
-        model: a timm model built with ``drop_path_rate=rate``.
-        rate: the stochastic-depth rate.
-        schedule: 'linear' keeps timm's per-block rates (rising over depth from 0 to ``rate``); 'constant' puts
-            ``rate`` in every branch, as the cosub authors' code does (``dpr_constant=True``).
-        compute: 'auto' (skip branches whose rate is at least ``break_even``, mask the others), 'mask' or 'skip'.
-        sampling: 'bernoulli' (timm's distribution) or 'fixed' (a fixed number of kept rows, static shapes).
+
+def configure_stochastic_depth(model: nn.Module, config: StochasticDepthConfig,
+                               break_even: float = SKIP_BREAK_EVEN) -> Dict[str, int]:
+    """Installs :class:`StochasticDepth` in every drop-path slot of a timm model built with
+    ``drop_path_rate=config.rate``, and switches its known blocks to the subclasses that skip.
+
+    Slots that already hold a :class:`StochasticDepth` (blocks built through :func:`vit_block_fn`) keep it; the
+    others get ``config.branch(rate timm gave the slot)``. ``break_even`` is the rate from which ``compute='auto'``
+    skips.
 
     Returns:
-        Counts for logs: ``slots``, ``skipping`` (slots that skip), ``blocks`` (blocks switched to skipping forwards),
-        ``masked_blocks`` (blocks of a class without a skipping forward, which mask).
+        Counts for logs: ``slots``, ``skipping`` (slots that skip), ``blocks`` (blocks with a skipping forward),
+        ``masked_blocks`` (blocks of a class without one, which mask).
     """
-    if schedule not in DROP_PATH_SCHEDULES:
-        raise ConfigError(f'drop_path_schedule must be one of {DROP_PATH_SCHEDULES}, got {schedule!r}')
     slots = stochastic_depth_slots(model)
-    if schedule == 'constant' and rate > 0 and not slots:
-        raise ConfigError(f'{type(model).__name__} has no drop_path modules: a constant schedule cannot be applied')
-    skipping = 0
+    if config.schedule == 'constant' and config.rate > 0 and not slots:
+        raise ConfigError(f'{type(model).__name__} has no drop_path modules: a constant stochastic-depth schedule '
+                          'cannot be applied')
     for parent, name in slots:
-        slot_rate = rate if schedule == 'constant' else _slot_rate(getattr(parent, name))
-        module = StochasticDepth(slot_rate, sampling=sampling, compute=compute, break_even=break_even)
-        skipping += int(module.skip and slot_rate > 0)
-        setattr(parent, name, module)
+        if not isinstance(getattr(parent, name), StochasticDepth):
+            setattr(parent, name, config.branch(_slot_rate(getattr(parent, name)), break_even))
+    skipping = sum(int(getattr(p, n).skip and getattr(p, n).drop_prob > 0) for p, n in slots)
     blocks = masked_blocks = 0
     parents = {id(parent): parent for parent, _ in slots}
     for parent in parents.values():
         target = SKIPPING_BLOCKS.get(type(parent))
         if target is not None:
             parent.__class__ = target
+        if type(parent) in SKIPPING_BLOCKS.values():
             blocks += 1
-        elif type(parent) not in SKIPPING_BLOCKS.values():
+        else:
             masked_blocks += 1
     return dict(slots=len(slots), skipping=skipping, blocks=blocks, masked_blocks=masked_blocks)
 
 
-__all__ = ['configure_stochastic_depth', 'stochastic_depth_slots', 'SKIPPING_BLOCKS', 'DROP_PATH_SCHEDULES']
+__all__ = ['configure_stochastic_depth', 'stochastic_depth_slots', 'vit_block_fn', 'SKIPPING_BLOCKS', 'ViTBlock']
