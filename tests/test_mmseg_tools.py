@@ -21,7 +21,7 @@ def test_the_visualization_hook_draws_every_batch_when_asked():
     for config in ('configs/seg/upernet_cosub-deit3-tiny_digitscenes.py',
                    'configs/seg/upernet_cosub-deit3-base_ade20k-512x512.py'):
         hook = Config.fromfile(osp.join(ROOT, config)).default_hooks.visualization
-        assert (hook.type, hook.interval, hook.get('draw', False)) == ('SegVisualizationHook', 1, False), config
+        assert (hook.type, hook.interval, hook.get('draw', False)) == ('PredictionVisualizationHook', 1, False), config
 
 
 @pytest.mark.slow

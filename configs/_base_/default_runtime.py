@@ -12,15 +12,15 @@ default_hooks = dict(
     checkpoint=dict(type='SafeCheckpointHook', interval=1, max_keep_ckpts=3, save_best='accuracy/top1',
                     rule='greater'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
-    # Reliability (cosub_seg/engine/hooks.py): exact resume, stop on a non-finite loss, log skipped bad samples,
-    # refuse checkpoints that do not fit the model.
+    # Reliability (cosub_seg/runtime/hooks.py): exact resume, logs of the global batch, stop on a non-finite loss,
+    # log skipped bad samples, refuse checkpoints that do not fit the model.
     exact_resume=dict(type='ExactResumeHook'),
     global_mean_log=dict(type='GlobalMeanLogHook'),
     non_finite_loss=dict(type='NonFiniteLossHook'),
     skipped_samples=dict(type='SkippedSampleLogHook'),
     checkpoint_fit=dict(type='CheckpointFitHook'),
     # The validation split before the first training step, the test split before the first test step: every file
-    # exists and decodes (cosub_seg/datasets/split_checks.py).
+    # exists and decodes (cosub_seg/runtime/split_checks.py).
     split_check=dict(type='SplitCheckHook'),
 )
 env_cfg = dict(

@@ -62,7 +62,7 @@ def main(argv=None):
         hook = cfg.default_hooks.get('visualization')
         if hook is None:
             raise ConfigKeyError(
-                f'--show-dir needs default_hooks.visualization (SegVisualizationHook) in {args.config}')
+                f'--show-dir needs default_hooks.visualization (PredictionVisualizationHook) in {args.config}')
         hook.update(draw=True, interval=1)
         cfg.visualizer['save_dir'] = args.show_dir
     cfg.custom_hooks = [*cfg.get('custom_hooks', []), dict(type='ProgressBarHook')]

@@ -11,7 +11,8 @@ own tools build them from ``default_hooks``:
 * :class:`SkippedSampleLogHook`: logs and counts the bad samples ``CheckedDataset(on_bad_sample='skip')`` skipped;
 * :class:`CheckpointFitHook`: refuses a checkpoint whose tensors do not fit the model (e.g. a head trained for
   another number of classes), which MMEngine would load partly with only a warning;
-* :class:`ProgressBarHook`: a progress bar over evaluation (``tools/test_seg.py`` adds it).
+* :class:`ProgressBarHook`: a progress bar over evaluation (``tools/test_seg.py`` adds it);
+* :class:`PredictionVisualizationHook`: mmseg's ``SegVisualizationHook`` without building the training set in a test.
 """
 import math
 import re
@@ -23,7 +24,8 @@ from mmengine.dist import all_reduce, get_dist_info, is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
-from mmengine.runner import IterBasedTrainLoop
+from mmengine.runner import BaseLoop, IterBasedTrainLoop
+from mmseg.engine.hooks import SegVisualizationHook
 
 from ..errors import ConfigError, TrainingStopped
 from ..progress import ThrottledProgressBar
@@ -275,3 +277,30 @@ class ProgressBarHook(Hook):
 
     def after_val_epoch(self, runner, metrics=None) -> None:
         self._finish()
+
+
+class _RunnerWithoutTrainLoop:
+    """A view of a Runner whose ``iter`` does not build the training loop: MMEngine's ``Runner.iter`` builds it (and
+    so the training set) when it was not built yet, e.g. in a test run."""
+
+    def __init__(self, runner):
+        self._runner = runner
+
+    def __getattr__(self, name):
+        return getattr(self._runner, name)
+
+    @property
+    def iter(self) -> int:
+        loop = self._runner._train_loop
+        return loop.iter if isinstance(loop, BaseLoop) else 0
+
+
+@HOOKS.register_module()
+class PredictionVisualizationHook(SegVisualizationHook):
+    """mmseg's ``SegVisualizationHook`` (same arguments and pictures) that numbers its pictures without building the
+    training loop. mmseg's asks ``runner.iter`` for the step, which in a test run builds the training loop and its
+    dataset: ``test.py --show-dir`` then failed where only the validation data is on disk (an exported model
+    evaluated elsewhere)."""
+
+    def _after_iter(self, runner, batch_idx: int, data_batch: dict, outputs, mode: str = 'val') -> None:
+        super()._after_iter(_RunnerWithoutTrainLoop(runner), batch_idx, data_batch, outputs, mode)

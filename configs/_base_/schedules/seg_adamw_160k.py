@@ -20,11 +20,12 @@ default_hooks = dict(
     # MMEngine's CheckpointHook with atomic writes and deletions after the new checkpoint is complete.
     checkpoint=dict(type='SafeCheckpointHook', by_epoch=False, interval=16000, max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
+    # mmseg's SegVisualizationHook (cosub_seg/runtime/hooks.py: it does not build the training set in a test run).
     # Draws only when asked (draw=True: --show-dir of tools/test_seg.py and of mmseg's tools/test.py), then every
     # image: mmseg's default interval of 50 batches left --show-dir with one picture in 50, or none on a short set.
-    visualization=dict(type='SegVisualizationHook', interval=1),
-    # Reliability (cosub_seg/engine/hooks.py): exact resume, stop on a non-finite loss, log skipped bad samples,
-    # refuse checkpoints that do not fit the model.
+    visualization=dict(type='PredictionVisualizationHook', interval=1),
+    # Reliability (cosub_seg/runtime/hooks.py): exact resume, logs of the global batch, stop on a non-finite loss,
+    # log skipped bad samples, refuse checkpoints that do not fit the model.
     exact_resume=dict(type='ExactResumeHook'),
     global_mean_log=dict(type='GlobalMeanLogHook'),
     non_finite_loss=dict(type='NonFiniteLossHook'),
@@ -32,7 +33,7 @@ default_hooks = dict(
     checkpoint_fit=dict(type='CheckpointFitHook'),
     # The validation split before the first training step, the test split before the first test step: files,
     # decoding, annotations, and the class counts of heads, datasets and annotation checks (see
-    # cosub_seg/datasets/split_checks.py).
+    # cosub_seg/runtime/split_checks.py).
     split_check=dict(type='SplitCheckHook'),
 )
 auto_scale_lr = dict(enable=False, base_batch_size=16)
