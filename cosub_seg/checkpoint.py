@@ -50,6 +50,11 @@ def training_state_allowed():
         yield
 
 
+def _unreadable(path: str, reason: str) -> DataError:
+    return DataError(f'{path} is not a readable checkpoint ({reason[:200]}): a truncated download or copy, or not a '
+                     'file written by torch.save. Download or copy it again.')
+
+
 def load_checkpoint_file(path: str, map_location='cpu') -> dict:
     """Reads a checkpoint without executing code: ``.safetensors`` through safetensors, anything else through
     ``torch.load(weights_only=True)``, which also admits :func:`training_state_globals` (so checkpoints written by
@@ -58,16 +63,24 @@ def load_checkpoint_file(path: str, map_location='cpu') -> dict:
         raise MissingFileError(f'checkpoint {path} does not exist')
     if path.endswith('.safetensors'):
         from safetensors.torch import load_file
-        return load_file(path, device=map_location if isinstance(map_location, str) else 'cpu')
+        device = str(map_location) if isinstance(map_location, (str, torch.device)) else 'cpu'
+        return load_file(path, device=device)
     try:
         with training_state_allowed():
             checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        reason = next((line.strip() for line in str(err).splitlines() if 'Unsupported global' in line),
-                      str(err).splitlines()[0])
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        unsafe = next((line for line in lines if 'Unsupported global' in line), None)
+        if unsafe is None:  # not a refusal: the bytes are no pickle torch's weights-only reader understands
+            reason = next((line for line in lines if line.startswith('Unsupported ')), lines[0] if lines else '')
+            raise _unreadable(path, reason) from None
         raise UnsafeCheckpointError(
-            f'{path} holds more than tensors and is refused, because loading it could run code ({reason[:300]}). '
+            f'{path} holds more than tensors and is refused, because loading it could run code ({unsafe[:300]}). '
             'Convert it to a plain state dict or to safetensors on a machine where you trust it.') from None
+    except RuntimeError as err:
+        if 'PytorchStreamReader' not in str(err):
+            raise
+        raise _unreadable(path, str(err).split('.')[0]) from None
     if not isinstance(checkpoint, dict):
         raise ConfigTypeError(f'{path} holds a {type(checkpoint).__name__}, not a state dict or a checkpoint dict')
     return checkpoint

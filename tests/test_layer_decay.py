@@ -1,6 +1,8 @@
 """LayerDecayOptimWrapperConstructor: each parameter's group, learning rate, weight decay and layer id, worked out in
 the test from the parameter names (a tiny ViT) or from timm's own ``no_weight_decay()`` (every family the recipes
 use, at a tiny size)."""
+import fnmatch
+
 import pytest
 import torch
 import torch.nn as nn
@@ -202,13 +204,15 @@ FAMILIES = {
 
 def timm_no_decay_names(model: nn.Module, params) -> set:
     """The parameters that a timm module above them names in its ``no_weight_decay()``, relative to that module (a
-    model names its position embedding, XCiT's attention its 'temperature'); ConvNeXt and RegNet name none."""
+    model names its position embedding, XCiT's attention its 'temperature'); ConvNeXt and RegNet name none. Entries
+    are patterns, as timm's optimiser factory reads them (fnmatch): XCiT's model names 'pos_embed.*'."""
     named = set()
     for name in params:
         parts = name.split('.')
         for cut in range(len(parts)):
             owner = model.get_submodule('.'.join(parts[:cut]))
-            if hasattr(owner, 'no_weight_decay') and '.'.join(parts[cut:]) in owner.no_weight_decay():
+            if hasattr(owner, 'no_weight_decay') and any(fnmatch.fnmatchcase('.'.join(parts[cut:]), pattern)
+                                                         for pattern in owner.no_weight_decay()):
                 named.add(name)
     return named
 
@@ -218,8 +222,8 @@ def test_no_weight_decay_on_1d_parameters_and_what_timm_names_in_every_family(fa
     """The parameters without weight decay are exactly the 1-D ones and those a timm module names in its own
     ``no_weight_decay()``: position embeddings, class tokens, Swin's relative position tables, XCiT's attention
     temperatures. In particular every position embedding and class token that is a parameter (DeiT III, PiT) is
-    named there, so no rule of our own is needed for them. (XCiT's model names 'pos_embed.*', a pattern: matched by
-    name only, it covers none of its parameters, and its Fourier encoding's projection decays.)"""
+    named there, so no rule of our own is needed for them; XCiT's 'pos_embed.*' covers its Fourier encoding's
+    projection."""
     arch, kwargs = FAMILIES[family]
     model = Segmentor(TimmSegBackbone(arch, **kwargs))
     params = dict(model.named_parameters())
@@ -232,7 +236,8 @@ def test_no_weight_decay_on_1d_parameters_and_what_timm_names_in_every_family(fa
         'pit': {'backbone.model.pos_embed', 'backbone.model.cls_token'},
         'swin': {f'backbone.model.layers.{s}.blocks.{b}.attn.relative_position_bias_table'
                  for s, depth in enumerate((1, 2, 1, 1)) for b in range(depth)},
-        'xcit': {f'backbone.model.blocks.{b}.attn.temperature' for b in range(2)},
+        'xcit': {f'backbone.model.blocks.{b}.attn.temperature' for b in range(2)}
+        | {'backbone.model.pos_embed.token_projection.weight'},
         'convnext': set(), 'regnety': set(),
     }[family]
     assert {n for n in named if params[n].ndim > 1} == expected_named

@@ -1,4 +1,5 @@
 """Optimiser pieces: timm's LAMB, weight-decay exclusions read from timm models, and autocast without a GPU."""
+import fnmatch
 from contextlib import contextmanager
 from typing import Optional
 
@@ -18,13 +19,16 @@ OPTIMIZERS.register_module(name='Lamb', module=Lamb)
 
 
 def no_weight_decay_names(model: nn.Module) -> set:
-    """Full parameter names that timm sub-modules exclude from weight decay (``no_weight_decay()``: position
-    embeddings, class tokens, relative position tables...)."""
+    """Full names of the parameters that timm sub-modules exclude from weight decay (``no_weight_decay()``: position
+    embeddings, class tokens, relative position tables...). timm's entries are patterns, matched with ``fnmatch``
+    as timm's own optimiser factory does (XCiT names ``'pos_embed.*'``, its Fourier encoding's parameters)."""
     names = set()
     for prefix, module in model.named_modules():
         if hasattr(module, 'no_weight_decay') and callable(module.no_weight_decay):
-            for key in module.no_weight_decay():
-                names.add(f'{prefix}.{key}' if prefix else key)
+            patterns = list(module.no_weight_decay())
+            for name, _ in module.named_parameters():
+                if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns):
+                    names.add(f'{prefix}.{name}' if prefix else name)
     return names
 
 
