@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.cosub_seg-installed
 PIP := $(PY) -m pip install --quiet --constraint constraints.txt
 
-.PHONY: install demo test test-fast clean-venv
+.PHONY: install demo test test-fast mutate clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,19 @@ test: install
 
 test-fast: install
 	$(PY) -m pytest -m "not slow"
+
+# Mutation testing with mutmut ([tool.mutmut] in pyproject.toml): the method and metric modules (cosub/, the
+# stochastic-depth wiring, evaluation/, engine/layer_decay.py, checkpoint.py) against their fast tests. Prints the
+# surviving mutants and the kill rate. Not in CI (see docs/development.md for how long it takes and when to run it).
+mutate: install
+	$(PIP) mutmut
+	rm -rf mutants
+	-$(PY) -m mutmut run --max-children 2
+	$(PY) -m mutmut results
+	$(PY) -m mutmut export-cicd-stats
+	$(PY) -c "import json; s = json.load(open('mutants/mutmut-cicd-stats.json')); \
+	print(f\"killed {s['killed']} of {s['total']} mutants ({100 * s['killed'] / s['total']:.1f} %), \
+	timed out {s['timeout']}, survived {s['survived']}, no test ran {s['no_tests']}\")"
 
 clean-venv:
 	rm -rf $(VENV)
