@@ -32,6 +32,7 @@ import time
 from typing import Dict, List, Optional
 
 from cosub_seg.cli import tool
+from cosub_seg.cli.pipeline_report import Checkpoints, Configs, ConfusionMatrix, PipelineReport
 from cosub_seg.errors import DEBUG_HELP, MissingFileError
 
 
@@ -191,22 +192,21 @@ def main(argv=None):
     pretrain_records = read_scalars(dirs['pretrain'])
     top1 = validation_at(pretrain_records, checkpoint_step(pretrained), 'accuracy/top1')
     classes = [k[len('IoU.'):] for k in metrics if k.startswith('IoU.')]
-    report = dict(
+    report = PipelineReport(
         top1=top1.get('accuracy/top1') if top1 else None,
         top5=top1.get('accuracy/top5') if top1 else None,
         top1_at_epoch=top1.get('step') if top1 else None,
         mIoU=metrics.get('mIoU'), aAcc=metrics.get('aAcc'), mAcc=metrics.get('mAcc'),
         per_class_iou={name: metrics[f'IoU.{name}'] for name in classes},
-        confusion_matrix=dict(classes=classes, counts=metrics.get('confusion_matrix'),
-                              rows='ground truth', columns='prediction'),
+        confusion_matrix=ConfusionMatrix(classes=classes, counts=metrics.get('confusion_matrix')),
         wall_time_s={k: round(v, 1) for k, v in times.items()},
         # Paths relative to the repository root (where the pipeline ran), or to the report's folder for a work dir
         # outside it (see relative()); pictures relative to the report, for its links.
-        configs=dict(pretrain=rel(args.pretrain_config), pretrain_as_run=rel(pretrain_used),
-                     seg=rel(args.seg_config), seg_as_run=rel(seg_used),
-                     pretrain_options=args.pretrain_options, seg_options=args.seg_options),
-        checkpoints=dict(pretrain=rel(pretrained), pretrain_choice='best' if args.use_best else 'last',
-                         seg=rel(finetuned)),
+        configs=Configs(pretrain=rel(args.pretrain_config), pretrain_as_run=rel(pretrain_used),
+                        seg=rel(args.seg_config), seg_as_run=rel(seg_used),
+                        pretrain_options=args.pretrain_options, seg_options=args.seg_options),
+        checkpoints=Checkpoints(pretrain=rel(pretrained), pretrain_choice='best' if args.use_best else 'last',
+                                seg=rel(finetuned)),
         exports=dict(backbone={k: rel(v) if k != 'weights_kind' else v for k, v in backbone.items()},
                      segmentor={k: rel(v) for k, v in segmentor.items()}),
         paths_relative_to='the repository root' if _inside(work_dir, os.curdir) else
@@ -218,10 +218,10 @@ def main(argv=None):
         environment=environment(),
     )
     with open(osp.join(work_dir, 'report.json'), 'w') as f:
-        json.dump(report, f, indent=2)
+        json.dump(report.to_json(), f, indent=2)
     with open(osp.join(work_dir, 'report.md'), 'w') as f:
-        f.write(report_markdown(report))
-    print(summary(report, work_dir))
+        f.write(report.markdown())
+    print(report.summary(work_dir))
     return report
 
 
@@ -279,66 +279,6 @@ def draw_pictures(dirs: dict, metrics: dict, segmentor: dict, num_overlays: int,
     pictures['overlays'] = draw_predictions(model, dataset, osp.join(out, 'overlays'), num_overlays,
                                             with_labels=True)
     return pictures
-
-
-def _fmt(value, digits=2):
-    return '-' if value is None else f'{value:.{digits}f}'
-
-
-def report_markdown(r: dict) -> str:
-    t = r['wall_time_s']
-    lines = [
-        '# cosub_seg pipeline report', '',
-        '| stage | config | result | wall time |', '|---|---|---|---|',
-        f'| pretraining (cosub) | `{r["configs"]["pretrain"]}` | val top-1 {_fmt(r["top1"])} %, top-5 '
-        f'{_fmt(r["top5"])} % (epoch {r["top1_at_epoch"]}) | {t["pretrain"]:.0f} s |',
-        f'| fine-tuning | `{r["configs"]["seg"]}` | | {t["finetune"]:.0f} s |',
-        f'| evaluation of the exported segmentor | | mIoU {_fmt(r["mIoU"])}, mAcc {_fmt(r["mAcc"])}, '
-        f'aAcc {_fmt(r["aAcc"])} | {t["evaluate"]:.0f} s |',
-        f'| export, pictures | | | {t["export"] + t["pictures"]:.0f} s |',
-        f'| **total** | | | **{t["total"]:.0f} s** |', '',
-        '## Per-class IoU', '', f'![per-class IoU]({r["pictures"]["per_class_iou"]})', '',
-        '| class | IoU (%) |', '|---|---|',
-        *[f'| {name} | {_fmt(iou)} |' for name, iou in r['per_class_iou'].items()], '',
-        '## Training curves', '',
-        *[line for key, alt in (('pretrain_curves', 'pretraining'), ('finetune_curves', 'fine-tuning'))
-          if key in r['pictures'] for line in (f'![{alt}]({r["pictures"][key]})', '')],
-        *[line for note in r.get('notes', []) if ' curves: ' in note for line in (f'Note: {note}', '')],
-    ]
-    if 'confusion_matrix' in r['pictures']:
-        lines += ['## Confusion matrix', '', 'Rows: ground truth, columns: prediction, each row in % of its pixels '
-                  '(ignored pixels excluded; the counts are in report.json).', '',
-                  f'![confusion matrix]({r["pictures"]["confusion_matrix"]})', '']
-    lines += ['## Predictions on validation images', '', 'Each: image | ground truth | prediction.', '',
-              *[f'![{osp.basename(p)}]({p})' for p in r['pictures']['overlays']], '']
-    exports = r['exports']
-    lines += [
-        '## Files', '', f'Paths are relative to {r["paths_relative_to"]}.', '',
-        f'- configs as run: `{r["configs"]["pretrain_as_run"]}`, `{r["configs"]["seg_as_run"]}`',
-        f'- pretraining checkpoint handed over ({r["checkpoints"]["pretrain_choice"]}): '
-        f'`{r["checkpoints"]["pretrain"]}`',
-        f'- fine-tuned checkpoint: `{r["checkpoints"]["seg"]}`',
-        f'- backbone for timm ({exports["backbone"]["weights_kind"]} weights): `{exports["backbone"]["weights"]}`; '
-        f"`timm.create_model('local-dir:{osp.dirname(exports['backbone']['weights'])}', pretrained=True)`",
-        f'- segmentor for mmseg: `mmseg.apis.init_model({exports["segmentor"]["config"]!r}, '
-        f'{exports["segmentor"]["checkpoint"]!r})`', '',
-        '## Commands', '', *[f'- {c["stage"]}: `{c["command"]}`' for c in r['commands']], '',
-        '## Environment', '', ', '.join(f'{k} {v}' for k, v in r['environment'].items()), '',
-    ]
-    return '\n'.join(lines)
-
-
-def summary(r: dict, work_dir: str) -> str:
-    t = r['wall_time_s']
-    return '\n'.join([
-        '', '== cosub_seg pipeline report',
-        f'pretraining  val top-1 {_fmt(r["top1"])} % (epoch {r["top1_at_epoch"]})   ({t["pretrain"]:.0f} s)',
-        f'fine-tuning  val mIoU {_fmt(r["mIoU"])}, mAcc {_fmt(r["mAcc"])}, aAcc {_fmt(r["aAcc"])}   '
-        f'({t["finetune"]:.0f} s + evaluation {t["evaluate"]:.0f} s)',
-        'per-class IoU: ' + ', '.join(f'{k} {_fmt(v, 1)}' for k, v in r['per_class_iou'].items()),
-        f'report       {osp.join(work_dir, "report.md")} (pictures in {osp.join(work_dir, "pictures")}/)',
-        f'total        {t["total"]:.0f} s',
-    ])
 
 
 if __name__ == '__main__':
