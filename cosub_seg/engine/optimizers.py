@@ -51,7 +51,7 @@ class NoDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         self.paramwise_cfg['custom_keys'] = custom_keys
         wrapper = super().__call__(model)
         # MMEngine logs one 'paramwise_options' line per setting of every parameter (the console leaves them out, see
-        # cosub_seg/engine/console.py); this is the summary.
+        # cosub_seg/runtime/console.py); this is the summary.
         groups = wrapper.optimizer.param_groups
         decayed = sum(p.numel() for g in groups if g.get('weight_decay', 0) > 0 for p in g['params'])
         total = sum(p.numel() for g in groups for p in g['params'])

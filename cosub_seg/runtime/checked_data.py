@@ -5,13 +5,13 @@
   while training it names the file behind any sample that fails to load or transform, and either stops
   (``on_bad_sample='raise'``, the default) or skips it, replacing it with a random other sample (chosen from the
   draw's seed, so a resumed run replaces it the same way) and reporting it to
-  :class:`cosub_seg.engine.SkippedSampleLogHook`, which counts skips in the log (``on_bad_sample='skip'``).
+  :class:`cosub_seg.runtime.SkippedSampleLogHook`, which counts skips in the log (``on_bad_sample='skip'``).
 * :class:`ReproducibleSampler` wraps any sampler (``DefaultSampler``, ``InfiniteSampler``, ``RepeatAugSampler``...)
   and gives each draw a seed from ``(seed, epoch, position of the draw in the global order)``; the dataset runs the
   sample's pipeline with generators seeded from it (:func:`cosub_seg.runtime.randomness.isolated_rng`). Augmentation
   then depends neither on the data-loader workers nor on the number of processes (with ``k`` processes, position
   ``p`` of rank ``r`` is global position ``p * k + r``, the order MMEngine's samplers deal indices in), and
-  :class:`cosub_seg.engine.ExactResumeHook` can start it in the middle of an epoch after a resume.
+  :class:`cosub_seg.runtime.ExactResumeHook` can start it in the middle of an epoch after a resume.
 
 Both wrappers are registered in MMEngine's root registries, so configs of either scope (``cosub_seg``, ``mmseg``)
 use them::

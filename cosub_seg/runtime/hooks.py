@@ -46,7 +46,7 @@ class ExactResumeHook(Hook):
     * Before every training step it seeds the global generators from ``(seed, step, rank)``
       (:func:`cosub_seg.runtime.randomness.seed_everything`), so the step's randomness (stochastic depth, dropout,
       mixup) depends on nothing that happened before it, a resume included.
-    * After a resume it tells a :class:`cosub_seg.datasets.ReproducibleSampler` where the checkpoint left off: in
+    * After a resume it tells a :class:`cosub_seg.runtime.ReproducibleSampler` where the checkpoint left off: in
       an epoch-based loop the resumed epoch leaves out the batches already trained on (MMEngine would restart the
       epoch from its first batch); in ``IterBasedTrainLoop``, which fetches and discards the batches already
       trained on, those fetches become placeholders that load nothing. The position follows from the checkpoint's

@@ -7,10 +7,10 @@ from the same generators between the save and the next training step, differentl
 workers keep generators of their own that no checkpoint holds. Instead:
 
 * the training step's randomness (stochastic depth, dropout, mixup in the data preprocessor) comes from the global
-  Python / NumPy / torch generators, which :class:`cosub_seg.engine.ExactResumeHook` seeds before every step from
+  Python / NumPy / torch generators, which :class:`cosub_seg.runtime.ExactResumeHook` seeds before every step from
   ``(seed, step, rank)`` (:func:`seed_everything`);
 * a sample's augmentation comes from generators seeded from ``(seed, epoch, position of the draw)`` inside
-  :func:`isolated_rng`, see :class:`cosub_seg.datasets.ReproducibleSampler`: it does not depend on the workers,
+  :func:`isolated_rng`, see :class:`cosub_seg.runtime.ReproducibleSampler`: it does not depend on the workers,
   their number or their persistence, and does not disturb the global generators.
 """
 import random

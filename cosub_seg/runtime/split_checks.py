@@ -1,6 +1,6 @@
 """The validation and test splits, checked before the first training (or test) step as the training split is.
 
-The training split is a :class:`~cosub_seg.datasets.CheckedDataset`: its folders, its size and every file it lists
+The training split is a :class:`~cosub_seg.runtime.CheckedDataset`: its folders, its size and every file it lists
 are checked when it is built, and a sample that fails to load later is named (and may be skipped). The validation
 and test splits are plain datasets (mmseg's tools, ``inference_model`` and ``MMSegInferencer`` read their configs),
 so before this check a missing or corrupt validation file crashed the first validation, at iteration 16,000 on
