@@ -29,10 +29,9 @@ def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument('--amp-dtype', choices=['float16', 'bfloat16'], default=None,
                         help='autocast dtype with --amp (default: float16 on a GPU, bfloat16 on a CPU)')
     parser.add_argument('--compile', action='store_true',
-                        help="torch.compile the model (MMEngine's compile=True); pair it with stochastic_depth.sampling="
-                        "'fixed' (static shapes: model.stochastic_depth.sampling=fixed in pretraining, "
-                        "model.backbone.stochastic_depth.sampling=fixed in segmentation) when stochastic depth skips "
-                        'rows')
+                        help="torch.compile the model (MMEngine's compile=True); when stochastic depth skips rows, "
+                        'pair it with static shapes: model.stochastic_depth.sampling=fixed (pretraining), '
+                        'model.backbone.stochastic_depth.sampling=fixed (segmentation)')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the learning rate by (total batch / auto_scale_lr.base_batch_size)')
     parser.add_argument('--tensorboard', action='store_true',
