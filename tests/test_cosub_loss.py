@@ -1,4 +1,5 @@
-"""cosub_loss against the paper's formula, computed by hand here."""
+"""cosub_seg/cosub/loss.py: ``cosub_loss`` against the paper's formula and ``cosub_pixel_peer_loss`` (the per-pixel
+peer term of fine-tuning), both computed by hand here; no gradient into the teacher; arguments that are refused."""
 import math
 import re
 import warnings
@@ -255,3 +256,36 @@ def test_pixel_peer_loss_with_one_valid_pixel_is_that_pixels_loss_and_with_none_
 def test_pixel_peer_loss_refuses_shapes_it_cannot_pair(shape, valid_shape, message):
     with pytest.raises(ValueError, match=f'^{re.escape(message)}$'):
         cosub_pixel_peer_loss(torch.zeros(shape), torch.ones(valid_shape, dtype=torch.bool))
+
+
+def test_pixel_peer_loss_by_hand_and_ignore_pixels_do_not_count():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 1, 3, 2, 2, dtype=torch.float64)
+    valid = torch.tensor([[[True, False], [True, True]]])
+    expected = 0.0
+    for i, j in ((0, 1), (1, 0)):
+        total = 0.0
+        for y, x in ((0, 0), (1, 0), (1, 1)):  # the valid pixels
+            teacher = logits[j, 0, :, y, x].softmax(0)
+            total += -(teacher * logits[i, 0, :, y, x].log_softmax(0)).sum().item()
+        expected += total / 3
+    expected /= 2
+    assert cosub_pixel_peer_loss(logits, valid).item() == pytest.approx(expected, rel=1e-10)
+    # Changing the logits of the ignored pixel changes nothing.
+    changed = logits.clone()
+    changed[:, 0, :, 0, 1] += 100
+    assert cosub_pixel_peer_loss(changed, valid).item() == pytest.approx(expected, rel=1e-10)
+
+
+def test_pixel_peer_loss_sends_no_gradient_into_the_teacher():
+    torch.manual_seed(1)
+    student = torch.randn(1, 4, 3, 3, requires_grad=True)
+    teacher = torch.randn(1, 4, 3, 3, requires_grad=True)
+    valid = torch.ones(1, 3, 3, dtype=torch.bool)
+    # With k = 2 each copy is the other's teacher; what reaches `teacher` must be its own student gradient only.
+    loss = cosub_pixel_peer_loss(torch.stack([student, teacher]), valid)
+    g_student, g_teacher = torch.autograd.grad(loss, [student, teacher])
+    n = 9
+    # d/do_i of -sum(t * log_softmax(o_i)) = softmax(o_i) - t, with t fixed, averaged over pixels and the 2 copies.
+    torch.testing.assert_close(g_student, (student.softmax(1) - teacher.softmax(1)).detach() / n / 2)
+    torch.testing.assert_close(g_teacher, (teacher.softmax(1) - student.softmax(1)).detach() / n / 2)

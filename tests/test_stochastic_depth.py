@@ -1,4 +1,7 @@
-"""Compute-skipping stochastic depth: same numbers as masking, the right distribution, less work, safe under DDP."""
+"""cosub_seg/cosub/stochastic_depth.py and cosub_seg/models/stochastic_depth.py (with its use in
+models/timm_factory.py): compute-skipping stochastic depth gives the same numbers as masking, the right
+distribution, less work, and is safe under DDP; timm's blocks of every family replaced by skipping ones; the
+``stochastic_depth`` config entry and the flat arguments of older configs."""
 import copy
 import math
 
