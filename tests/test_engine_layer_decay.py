@@ -1,18 +1,23 @@
-"""LayerDecayOptimWrapperConstructor: each parameter's group, learning rate, weight decay and layer id, worked out in
-the test from the parameter names (a tiny ViT) or from timm's own ``no_weight_decay()`` (every family the recipes
-use, at a tiny size)."""
+"""cosub_seg/engine/layer_decay.py: LayerDecayOptimWrapperConstructor gives each parameter its group, learning rate,
+weight decay and layer id, worked out in the test from the parameter names (a tiny ViT; the digit-scenes segmentor)
+or from timm's own ``no_weight_decay()`` (every family the recipes use, at a tiny size); backbone_layer_ids follows
+the blocks of every family at full size and refuses a model it cannot order."""
 import fnmatch
+import os.path as osp
 
 import pytest
 import torch
 import torch.nn as nn
+from mmengine.config import Config
 from mmengine.optim import OptimWrapper, build_optim_wrapper
 from mmengine.registry import DefaultScope
+from mmseg.registry import MODELS
 
 import cosub_seg  # noqa: F401
-from cosub_seg.engine.layer_decay import LayerDecayOptimWrapperConstructor
+from cosub_seg.engine.layer_decay import LayerDecayOptimWrapperConstructor, backbone_layer_ids
 from cosub_seg.models import TimmSegBackbone
 
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 BASE_LR, WD, RATE = 1e-3, 0.05, 0.75
 DEPTH = 3
 TINY_VIT = dict(img_size=32, model_kwargs=dict(patch_size=8, embed_dim=32, depth=DEPTH, num_heads=2))
@@ -246,3 +251,101 @@ def test_no_weight_decay_on_1d_parameters_and_what_timm_names_in_every_family(fa
     no_decay = {n for n, g in groups.items() if g['weight_decay'] == 0.0}
     assert no_decay == {n for n, p in params.items() if p.ndim <= 1 or n in named}
     assert all(groups[n]['weight_decay'] == WD for n in params if n not in no_decay)
+
+
+def test_layer_decay_follows_the_formula():
+    cfg = Config.fromfile(osp.join(ROOT, 'configs/seg/upernet_cosub-deit3-tiny_digitscenes.py'))
+    cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model)
+    rate, base_lr = 0.8, 1e-3
+    wrapper = build_optim_wrapper(model, dict(
+        type='OptimWrapper', optimizer=dict(type='AdamW', lr=base_lr, weight_decay=0.05),
+        constructor='LayerDecayOptimWrapperConstructor', paramwise_cfg=dict(layer_decay_rate=rate)))
+    lr_of, wd_of = {}, {}
+    for group in wrapper.optimizer.param_groups:
+        for p in group['params']:
+            lr_of[id(p)], wd_of[id(p)] = group['lr'], group['weight_decay']
+    params = dict(model.named_parameters())
+    depth = 6
+    # BEiT's numbering: stem (patch embedding, position embedding) 0, block i is i + 1, the heads depth + 1.
+    num_layers = depth + 1
+    expected = {
+        'backbone.model.patch_embed.proj.weight': rate ** num_layers,
+        'backbone.model.blocks.0.attn.qkv.weight': rate ** (num_layers - 1),
+        'backbone.model.blocks.5.mlp.fc1.weight': rate ** 1,
+        'decode_head.conv_seg.weight': 1.0,
+        'neck.convs.0.conv.weight': 1.0,
+    }
+    for name, scale in expected.items():
+        assert lr_of[id(params[name])] == pytest.approx(base_lr * scale), name
+    assert wd_of[id(params['backbone.model.pos_embed'])] == 0.0
+    assert wd_of[id(params['backbone.model.blocks.0.norm1.weight'])] == 0.0
+    assert wd_of[id(params['backbone.model.blocks.0.attn.qkv.weight'])] == 0.05
+    assert set(lr_of) == {id(p) for p in params.values()}
+
+
+# Families and the blocks their layer ids must follow (backbone_layer_ids): stem 0, then every block in order, 1..depth.
+LAYER_ID_FAMILIES = {
+    'deit3_small_patch16_224': lambda m: [f'blocks.{i}.' for i in range(len(m.blocks))],
+    'xcit_small_12_p16_224': lambda m: [f'blocks.{i}.' for i in range(len(m.blocks))],
+    'swin_base_patch4_window7_224': lambda m: [f'layers.{s}.blocks.{i}.' for s, stage in enumerate(m.layers)
+                                               for i in range(len(stage.blocks))],
+    'convnext_base': lambda m: [f'stages.{s}.blocks.{i}.' for s, stage in enumerate(m.stages)
+                                for i in range(len(stage.blocks))],
+    'regnety_160': lambda m: [f's{s}.b{i}.' for s in range(1, 5)
+                              for i in range(1, len(list(getattr(m, f's{s}').children())) + 1)],
+    'pit_b_224': lambda m: [f'transformers.{s}.blocks.{i}.' for s, stage in enumerate(m.transformers)
+                            for i in range(len(stage.blocks))],
+}
+
+
+@pytest.mark.parametrize('arch', sorted(LAYER_ID_FAMILIES))
+def test_layer_ids_of_every_family_follow_its_blocks(arch):
+    """Worked from the module tree: the stem is layer 0, block n (counted over all stages) is layer n + 1, and a
+    stage's downsampling / pooling layer shares the layer of the stage's first block."""
+    from cosub_seg.models import TimmSegBackbone
+    model = TimmSegBackbone(arch).model
+    layer_of = backbone_layer_ids(model)
+    assert set(layer_of) == {name for name, _ in model.named_parameters()}
+    blocks = LAYER_ID_FAMILIES[arch](model)
+    for depth, prefix in enumerate(blocks, start=1):
+        names = [n for n in layer_of if n.startswith(prefix)]
+        assert names and {layer_of[n] for n in names} == {depth}, (prefix, {layer_of[n] for n in names})
+    in_blocks = [n for n in layer_of if any(n.startswith(p) for p in blocks)]
+    others = {n: layer_of[n] for n in layer_of if n not in in_blocks}
+    stem = {n for n, layer in others.items() if layer == 0}
+    assert stem and all(n.split('.')[0] in ('patch_embed', 'pos_embed', 'cls_token', 'stem') for n in stem), stem
+    # The rest are downsampling layers, each with the first block of the stage it opens.
+    for name, layer in others.items():
+        if layer != 0:
+            first_of_stage = [i for i, p in enumerate(blocks, start=1) if p.startswith(_stage_prefix(name))]
+            assert layer == first_of_stage[0], (name, layer)
+
+
+def _stage_prefix(name: str) -> str:
+    """'layers.2.downsample.norm.weight' -> 'layers.2.'; 'stages.1.downsample.0.weight' -> 'stages.1.';
+    'transformers.1.pool.fc.weight' -> 'transformers.1.'."""
+    return '.'.join(name.split('.')[:2]) + '.'
+
+
+def test_layer_decay_refuses_a_model_it_cannot_order():
+    from cosub_seg.engine.layer_decay import backbone_layer_ids
+
+    class NoMatcher(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = torch.nn.Linear(2, 2)
+
+    with pytest.raises(TypeError, match='NoMatcher has no group_matcher.*GROUP_MATCHERS'):
+        backbone_layer_ids(NoMatcher())
+
+    class PartialMatcher(NoMatcher):
+        def __init__(self):
+            super().__init__()
+            self.extra = torch.nn.Linear(2, 2)
+
+        def group_matcher(self, coarse=False):
+            return dict(stem=r'^nothing', blocks=r'^blocks')
+
+    with pytest.raises(ValueError, match=r"does not place 2 parameter\(s\), e.g. \['extra.weight', 'extra.bias'\]"):
+        backbone_layer_ids(PartialMatcher())

@@ -1,5 +1,6 @@
-"""Segmentation metrics against a confusion matrix counted in the test with numpy: PerClassIoUMetric's mIoU and
-per-class IoU, and the confusion matrix itself."""
+"""cosub_seg/evaluation/seg_metrics.py: segmentation metrics against confusion matrices counted in the test (by hand
+and with numpy): PerClassIoUMetric's mIoU and per-class IoU, confusion_matrix, and ConfusionMatrixMetric, whose
+IoU agrees with mmseg's IoUMetric."""
 import math
 import re
 
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from mmengine.structures import PixelData
+from mmseg.evaluation import IoUMetric
 from mmseg.structures import SegDataSample
 
 from cosub_seg.evaluation import ConfusionMatrixMetric, PerClassIoUMetric, confusion_matrix
@@ -199,3 +201,45 @@ def test_confusion_matrix_metric_uses_its_ignore_index_prefix_and_collect_device
     assert list(result) == ['test/confusion_matrix']
     np.testing.assert_array_equal(result['test/confusion_matrix'], by_hand)
     assert devices == ['gpu']
+
+
+def test_confusion_matrix_counts_by_hand():
+    label = np.array([[0, 0, 1],
+                      [1, 2, 255]])
+    pred = np.array([[0, 1, 1],
+                     [2, 2, 0]])
+    # (true, predicted) pairs: (0,0) (0,1) (1,1) (1,2) (2,2); the 255 pixel does not count.
+    expected = np.array([[1, 1, 0],
+                         [0, 1, 1],
+                         [0, 0, 1]])
+    np.testing.assert_array_equal(confusion_matrix(label, pred, num_classes=3), expected)
+    with pytest.raises(ValueError, match='outside'):
+        confusion_matrix(label, pred + 1, num_classes=3)
+
+
+def test_confusion_matrix_metric_sums_images_and_agrees_with_mmseg_iou():
+    rng = np.random.RandomState(0)
+    labels = [rng.randint(0, 4, size=(6, 7)) for _ in range(3)]
+    labels[0][0, :3] = 255
+    preds = [rng.randint(0, 4, size=(6, 7)) for _ in range(3)]
+    samples = [_sample(label, pred) for label, pred in zip(labels, preds)]
+    meta = dict(classes=('a', 'b', 'c', 'd'))
+    metric = ConfusionMatrixMetric()
+    metric.dataset_meta = meta
+    metric.process({}, samples)
+    counts = metric.evaluate(3)['confusion_matrix']
+    by_hand = np.zeros((4, 4), int)
+    for label, pred in zip(labels, preds):
+        for t, p in zip(label.ravel(), pred.ravel()):
+            if t != 255:
+                by_hand[t, p] += 1
+    np.testing.assert_array_equal(counts, by_hand)
+    assert counts.sum() == 3 * 42 - 3
+    # IoU from the matrix (diagonal / (row + column - diagonal)) is mmseg's IoU of the same pixels.
+    iou = IoUMetric()
+    iou.dataset_meta = meta
+    iou.process({}, samples)
+    areas = [sum(r[i] for r in iou.results) for i in range(4)]
+    mmseg_iou = iou.total_area_to_metrics(*areas, ['mIoU'])['IoU']
+    diag = np.diag(counts)
+    np.testing.assert_allclose(diag / (counts.sum(0) + counts.sum(1) - diag), mmseg_iou)

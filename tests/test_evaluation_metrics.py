@@ -1,4 +1,5 @@
-"""Accuracy (top-k classification accuracy) against hits counted in the test from each label's rank."""
+"""cosub_seg/evaluation/metrics.py: Accuracy (top-k classification accuracy) against hits counted in the test, by hand
+and from each label's rank."""
 import mmengine.evaluator.metric as mmengine_metric
 import numpy as np
 import pytest
@@ -72,3 +73,13 @@ def test_default_topk_is_1_and_5_and_prefix_and_collect_device_reach_base_metric
     metric.process(None, samples)
     assert metric.evaluate(len(samples)) == pytest.approx({f'accuracy/{k}': v for k, v in expected.items()}, rel=1e-12)
     assert devices == ['gpu', 'cpu']
+
+
+def test_accuracy_against_counting_by_hand():
+    metric = Accuracy(topk=(1, 2))
+    scores = torch.tensor([[0.1, 0.7, 0.2], [0.5, 0.2, 0.3], [0.2, 0.3, 0.5], [0.6, 0.3, 0.1]])
+    labels = [1, 2, 1, 2]
+    # top-1 hits: sample 0 only; top-2 hits: 0 (1 is first), 1 (2 is second), 2 (1 is second); 3 misses.
+    metric.process(None, [dict(pred_score=s, gt_label=torch.tensor([y])) for s, y in zip(scores, labels)])
+    result = metric.compute_metrics(metric.results)
+    assert result == pytest.approx(dict(top1=25.0, top2=75.0))
