@@ -1,4 +1,5 @@
-"""CosubClassifier: independent drop masks per copy, the loss it optimises, prediction."""
+"""cosub_seg/models/classifier.py and models/data_preprocessor.py: CosubClassifier's independent drop masks per copy,
+the loss it optimises, prediction; ClsDataPreprocessor's normalisation, mixup, cutmix and label smoothing."""
 import pytest
 import torch
 import torch.nn.functional as F

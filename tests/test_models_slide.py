@@ -1,4 +1,5 @@
-"""Batched sliding-window inference gives mmseg's logits; the chunk tuner picks the fastest measured chunk."""
+"""cosub_seg/models/slide.py: batched sliding-window inference gives mmseg's logits; the chunk tuner picks the
+fastest measured chunk and halves it when memory runs out."""
 import pytest
 import torch
 from mmengine.config import ConfigDict

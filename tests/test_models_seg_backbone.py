@@ -1,18 +1,24 @@
-"""TimmSegBackbone: feature maps per family, checkpoint hand-off, layer-wise lr decay."""
+"""cosub_seg/models/seg_backbone.py: TimmSegBackbone's feature maps per family at other input sizes, the checkpoint
+hand-off (the authors' DeiT III format, the position map resampled, a file that would run code refused), the check
+of the pretrained checkpoint a config names, and an unknown backbone name."""
 import os.path as osp
+import re
 
 import pytest
 import torch
 import torch.nn.functional as F
 from mmengine.config import Config
-from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 from mmseg.registry import MODELS
 
 import cosub_seg  # noqa: F401
 from cosub_seg.models import TimmSegBackbone, plain_out_indices
 
+from helpers import Hostile
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+SEG_CONFIG = 'configs/seg/upernet_cosub-deit3-tiny_digitscenes.py'
+
 
 # Per seg config: expected (channels, stride) of every returned map, worked out from each architecture's paper.
 FAMILIES = {
@@ -83,53 +89,14 @@ def test_deit3_release_key_names_and_wrapper_are_imported(tmp_path):
     assert 'head.weight' not in own
 
 
-class _Hostile:
-    def __init__(self, path):
-        self.path = path
-
-    def __reduce__(self):
-        return (open, (self.path, 'w'))
-
-
 def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
     marker = tmp_path / 'created_by_unpickling'
     path = tmp_path / 'evil.pth'
-    torch.save({'state_dict': {'x': torch.zeros(1)}, 'payload': _Hostile(str(marker))}, path)
+    torch.save({'state_dict': {'x': torch.zeros(1)}, 'payload': Hostile(str(marker))}, path)
     backbone = TimmSegBackbone('convnext_atto', init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     with pytest.raises(RuntimeError, match='refused'):
         backbone.init_weights()
     assert not marker.exists()
-
-
-def test_layer_decay_follows_the_formula():
-    cfg = Config.fromfile(osp.join(ROOT, 'configs/seg/upernet_cosub-deit3-tiny_digitscenes.py'))
-    cfg.model.backbone.init_cfg = None
-    model = MODELS.build(cfg.model)
-    rate, base_lr = 0.8, 1e-3
-    wrapper = build_optim_wrapper(model, dict(
-        type='OptimWrapper', optimizer=dict(type='AdamW', lr=base_lr, weight_decay=0.05),
-        constructor='LayerDecayOptimWrapperConstructor', paramwise_cfg=dict(layer_decay_rate=rate)))
-    lr_of, wd_of = {}, {}
-    for group in wrapper.optimizer.param_groups:
-        for p in group['params']:
-            lr_of[id(p)], wd_of[id(p)] = group['lr'], group['weight_decay']
-    params = dict(model.named_parameters())
-    depth = 6
-    # BEiT's numbering: stem (patch embedding, position embedding) 0, block i is i + 1, the heads depth + 1.
-    num_layers = depth + 1
-    expected = {
-        'backbone.model.patch_embed.proj.weight': rate ** num_layers,
-        'backbone.model.blocks.0.attn.qkv.weight': rate ** (num_layers - 1),
-        'backbone.model.blocks.5.mlp.fc1.weight': rate ** 1,
-        'decode_head.conv_seg.weight': 1.0,
-        'neck.convs.0.conv.weight': 1.0,
-    }
-    for name, scale in expected.items():
-        assert lr_of[id(params[name])] == pytest.approx(base_lr * scale), name
-    assert wd_of[id(params['backbone.model.pos_embed'])] == 0.0
-    assert wd_of[id(params['backbone.model.blocks.0.norm1.weight'])] == 0.0
-    assert wd_of[id(params['backbone.model.blocks.0.attn.qkv.weight'])] == 0.05
-    assert set(lr_of) == {id(p) for p in params.values()}
 
 
 def test_pos_embed_resize_matches_direct_bicubic_interpolation(tmp_path):
@@ -147,3 +114,38 @@ def test_pos_embed_resize_matches_direct_bicubic_interpolation(tmp_path):
     # timm resamples with antialias=True, i.e. PIL's bicubic kernel (a = -0.5), also when upsampling.
     direct = F.interpolate(grid, size=(8, 8), mode='bicubic', align_corners=False, antialias=True)
     torch.testing.assert_close(backbone.model.pos_embed.detach(), direct.permute(0, 2, 3, 1).reshape(1, 64, 32))
+
+
+def test_a_missing_pretrained_checkpoint_names_the_option_and_what_writes_it(tmp_path, monkeypatch):
+    from cosub_seg.models.seg_backbone import TimmSegBackbone, check_pretrained_checkpoint
+    monkeypatch.chdir(ROOT)
+    cfg = Config.fromfile(SEG_CONFIG)
+    cfg.model.backbone.init_cfg.checkpoint = str(tmp_path / 'work_dirs/demo/pretrain/epoch_25.pth')
+    with pytest.raises(FileNotFoundError) as info:
+        check_pretrained_checkpoint(cfg.model)
+    message = str(info.value)
+    assert message.startswith(f"the backbone's pretrained checkpoint {tmp_path}/work_dirs/demo/pretrain/epoch_25.pth "
+                              '(model.backbone.init_cfg.checkpoint) does not exist.')
+    assert '--cfg-options model.backbone.init_cfg.checkpoint=PATH' in message
+    assert '--cfg-options model.backbone.init_cfg=None' in message
+    # The command that writes it, from where the path points.
+    cfg.model.backbone.init_cfg.checkpoint = 'work_dirs/demo/pretrain/epoch_25.pth'
+    with pytest.raises(FileNotFoundError, match=r'`make demo` writes it'):
+        check_pretrained_checkpoint(cfg.model)
+    cfg.model.backbone.init_cfg.checkpoint = 'work_dirs/cosub_deit3-base_in1k/epoch_800.pth'
+    with pytest.raises(FileNotFoundError,
+                       match=re.escape('`python tools/pretrain.py configs/pretrain/cosub_deit3-base_in1k.py` writes')):
+        check_pretrained_checkpoint(cfg.model)
+    cfg.model.backbone.init_cfg = None
+    check_pretrained_checkpoint(cfg.model)  # random initialisation: nothing to check
+    # mmseg's own tools reach the same message when the backbone loads its weights.
+    backbone = TimmSegBackbone('deit3_small_patch16_224', img_size=32, model_kwargs=dict(
+        patch_size=8, embed_dim=32, depth=2, num_heads=2), init_cfg=dict(type='Pretrained', checkpoint='nowhere.pth'))
+    with pytest.raises(FileNotFoundError, match=r'nowhere.pth \(model.backbone.init_cfg.checkpoint\) does not exist'):
+        backbone.init_weights()
+
+
+def test_an_unknown_backbone_name_is_named_with_close_matches():
+    from cosub_seg.models import TimmSegBackbone
+    with pytest.raises(ValueError, match=r"unknown timm model name 'convnext_tinny'.*Close matches: convnext_tiny"):
+        TimmSegBackbone('convnext_tinny')

@@ -1,4 +1,6 @@
-"""Cosub during fine-tuning: the per-pixel peer term and CosubEncoderDecoder."""
+"""cosub_seg/models/segmentor.py: CosubEncoderDecoder's loss with k copies (the weighted label term plus the per-pixel
+peer term between the copies of the same image), worked out from the logits its heads produced; k = 1 is mmseg's
+EncoderDecoder. (The per-pixel peer term itself is in test_cosub_loss.py.)"""
 import os.path as osp
 
 import pytest
@@ -11,42 +13,8 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
 import cosub_seg  # noqa: F401
-from cosub_seg.cosub import cosub_pixel_peer_loss
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-def test_pixel_peer_loss_by_hand_and_ignore_pixels_do_not_count():
-    torch.manual_seed(0)
-    logits = torch.randn(2, 1, 3, 2, 2, dtype=torch.float64)
-    valid = torch.tensor([[[True, False], [True, True]]])
-    expected = 0.0
-    for i, j in ((0, 1), (1, 0)):
-        total = 0.0
-        for y, x in ((0, 0), (1, 0), (1, 1)):  # the valid pixels
-            teacher = logits[j, 0, :, y, x].softmax(0)
-            total += -(teacher * logits[i, 0, :, y, x].log_softmax(0)).sum().item()
-        expected += total / 3
-    expected /= 2
-    assert cosub_pixel_peer_loss(logits, valid).item() == pytest.approx(expected, rel=1e-10)
-    # Changing the logits of the ignored pixel changes nothing.
-    changed = logits.clone()
-    changed[:, 0, :, 0, 1] += 100
-    assert cosub_pixel_peer_loss(changed, valid).item() == pytest.approx(expected, rel=1e-10)
-
-
-def test_pixel_peer_loss_sends_no_gradient_into_the_teacher():
-    torch.manual_seed(1)
-    student = torch.randn(1, 4, 3, 3, requires_grad=True)
-    teacher = torch.randn(1, 4, 3, 3, requires_grad=True)
-    valid = torch.ones(1, 3, 3, dtype=torch.bool)
-    # With k = 2 each copy is the other's teacher; what reaches `teacher` must be its own student gradient only.
-    loss = cosub_pixel_peer_loss(torch.stack([student, teacher]), valid)
-    g_student, g_teacher = torch.autograd.grad(loss, [student, teacher])
-    n = 9
-    # d/do_i of -sum(t * log_softmax(o_i)) = softmax(o_i) - t, with t fixed, averaged over pixels and the 2 copies.
-    torch.testing.assert_close(g_student, (student.softmax(1) - teacher.softmax(1)).detach() / n / 2)
-    torch.testing.assert_close(g_teacher, (teacher.softmax(1) - student.softmax(1)).detach() / n / 2)
 
 
 def _tiny_segmentor(**overrides):
