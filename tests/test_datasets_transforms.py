@@ -1,87 +1,14 @@
-"""Datasets, transforms, the repeated-augmentation sampler and the digits preparation."""
-import hashlib
-import os
-import os.path as osp
+"""cosub_seg/datasets/transforms.py and datasets/seg_transforms.py: the pretraining transforms (crops, resize,
+solarize, colour jitter, Gaussian blur) against their formulas, with the random draws replayed from the seed;
+CheckSegAnnotation where no annotation is loaded (inference). CheckSegAnnotation inside a training set is in
+test_runtime_checked_data.py."""
 import random
 
 import cv2
 import numpy as np
 import pytest
 
-from cosub_seg.datasets import (ColorJitter, ImageFolderDataset, RandomCrop, RandomResizedCrop, RepeatAugSampler,
-                                ResizeShortSide, Solarize)
-from cosub_seg.datasets.digits import load_digit_split, write_digits
-
-
-def tree_digest(root):
-    digest = hashlib.sha256()
-    for dirpath, _, files in sorted(os.walk(root)):
-        for name in sorted(files):
-            path = osp.join(dirpath, name)
-            digest.update(osp.relpath(path, root).encode())
-            with open(path, 'rb') as f:
-                digest.update(f.read())
-    return digest.hexdigest()
-
-
-def test_prepare_digits_is_deterministic_and_stratified(tmp_path, digits_root):
-    again = tmp_path / 'digits'
-    counts = write_digits(str(again))
-    assert counts == dict(train=1437, val=360)
-    assert tree_digest(digits_root) == tree_digest(str(again))
-    split = load_digit_split()
-    assert not set(split['train']) & set(split['val'])
-    assert len(split['train']) + len(split['val']) == 1797
-    # Stratified: each class's share of val is its share of the whole, within one image.
-    labels = split['labels']
-    for c in range(10):
-        expected = (labels == c).sum() * 360 / 1797
-        assert abs((labels[split['val']] == c).sum() - expected) <= 1
-
-
-def test_prepare_digits_cli_writes_the_layout(tmp_path, python):
-    import subprocess
-    out = tmp_path / 'd'
-    proc = subprocess.run([python, 'tools/prepare_data.py', 'digits', '--out', str(out)], check=True,
-                          cwd=osp.dirname(osp.dirname(__file__)), capture_output=True, text=True)
-    assert '] 1797/1797, ' in proc.stdout and '] 750/750, ' in proc.stdout  # progress bars: digits, then scenes
-    img = cv2.imread(str(out / 'train' / '0' / '0000.png'))
-    assert img.shape == (32, 32, 3)
-    with open(out / 'meta' / 'val.txt') as f:
-        first = f.readline().split()
-    assert osp.isfile(out / 'val' / first[0]) and first[0].split('/')[0] == first[1]
-
-
-def test_folder_dataset_reads_classes_from_sub_folders(digits_root):
-    ds = ImageFolderDataset(data_root=digits_root, data_prefix='val', lazy_init=False)
-    assert len(ds) == 360
-    assert ds.metainfo['classes'] == tuple(str(i) for i in range(10))
-    item = ds.get_data_info(0)
-    assert item['gt_label'] == int(osp.basename(osp.dirname(item['img_path'])))
-
-
-def test_annotation_file_layout_matches_folder_layout(digits_root):
-    by_folder = ImageFolderDataset(data_root=digits_root, data_prefix='val')
-    by_file = ImageFolderDataset(data_root=digits_root, data_prefix='val', ann_file='meta/val.txt',
-                                 classes='meta/classes.txt')
-    pairs = lambda ds: sorted((ds.get_data_info(i)['img_path'], ds.get_data_info(i)['gt_label'])  # noqa: E731
-                              for i in range(len(ds)))
-    assert pairs(by_folder) == pairs(by_file)
-
-
-def test_missing_or_empty_folders_are_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match='nowhere'):
-        ImageFolderDataset(data_root=str(tmp_path), data_prefix='nowhere')
-    (tmp_path / 'empty').mkdir()
-    with pytest.raises(ValueError, match='no class sub-folders'):
-        ImageFolderDataset(data_root=str(tmp_path), data_prefix='empty')
-
-
-def test_bad_annotation_line_names_file_and_line(tmp_path):
-    (tmp_path / 'imgs').mkdir()
-    (tmp_path / 'ann.txt').write_text('a.png 0\nb.png cat\n')
-    with pytest.raises(ValueError, match=r'ann.txt:2'):
-        ImageFolderDataset(data_root=str(tmp_path), data_prefix='imgs', ann_file='ann.txt')
+from cosub_seg.datasets import CheckSegAnnotation, ColorJitter, RandomCrop, RandomResizedCrop, ResizeShortSide, Solarize
 
 
 def test_random_resized_crop_size_and_content():
@@ -213,32 +140,11 @@ def test_gaussian_blur_is_the_gaussian_kernel_of_the_drawn_sigma():
     np.testing.assert_array_equal(out8, cv2.GaussianBlur(img8, (2 * radius + 1, 2 * radius + 1), 1.3, sigmaY=1.3))
 
 
-class _Sized:
-    def __init__(self, n):
-        self.n = n
-
-    def __len__(self):
-        return self.n
-
-
-def test_repeat_aug_sampler_deals_repeats_across_ranks(monkeypatch):
-    import cosub_seg.datasets.samplers as samplers
-    n, world = 10, 2
-    per_rank = []
-    for rank in range(world):
-        monkeypatch.setattr(samplers, 'get_dist_info', lambda rank=rank: (rank, world))
-        sampler = RepeatAugSampler(_Sized(n), shuffle=False, num_repeats=3, selected_round=0, seed=0)
-        per_rank.append(list(sampler))
-    # Repeated list 0,0,0,1,1,1,...; rank r takes every second element; each keeps ceil(10 / 2) = 5 per epoch.
-    assert per_rank[0] == [0, 0, 1, 2, 2]
-    assert per_rank[1] == [0, 1, 1, 2, 3]
-    assert len(per_rank[0]) == len(sampler) == 5
-
-
-def test_repeat_aug_sampler_shuffles_per_epoch():
-    sampler = RepeatAugSampler(_Sized(512), shuffle=True, num_repeats=3, seed=0)
-    first = list(sampler)
-    sampler.set_epoch(1)
-    assert len(first) == 512 and first != list(sampler)
-    # Every index that appears, appears in runs of its repeats.
-    assert first[0] == first[1] == first[2]
+def test_annotation_check_passes_images_without_annotation_and_keeps_checking_named_ones():
+    check = CheckSegAnnotation(num_classes=11)
+    inference = dict(img_path='scene.jpg', img=np.zeros((4, 4, 3), np.uint8), ori_shape=(4, 4))
+    assert check(inference) is inference  # nothing to check: what inference_model and MMSegInferencer give it
+    with pytest.raises(KeyError, match='found no gt_seg_map for ann/scene.png: put it after LoadAnnotations'):
+        check(dict(inference, seg_map_path='ann/scene.png'))  # named but not loaded: the pipeline is wrong
+    with pytest.raises(ValueError, match=r'holds label values \[11\] outside \[0, 11\)'):
+        check(dict(inference, seg_map_path='ann/scene.png', gt_seg_map=np.full((4, 4), 11, np.uint8)))

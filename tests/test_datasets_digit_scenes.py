@@ -1,4 +1,5 @@
-"""digit_scenes: ADE20k's layout and label convention, read by mmseg's own ADE20KDataset."""
+"""cosub_seg/datasets/digit_scenes.py and datasets/ade20k.py: the digit scenes follow ADE20k's layout and label
+convention (read by mmseg's own ADE20KDataset) and are generated deterministically; the ADE20k layout check."""
 import numpy as np
 import pytest
 from mmengine.registry import DefaultScope
