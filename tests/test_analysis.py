@@ -1,4 +1,5 @@
-"""Model analysis: FLOPs against a hand count and a published number, parameters, the throughput command."""
+"""cosub_seg/analysis.py (and its tool, cli/analyze_model.py): FLOPs against a hand count and a published number,
+parameters; the throughput command end to end (slow)."""
 import json
 import os.path as osp
 
@@ -8,7 +9,8 @@ import torch
 
 import cosub_seg  # noqa: F401
 from cosub_seg.analysis import analyze, count_flops, count_params
-from test_pretrain_tool import run_tool
+
+from helpers import run_tool
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SEG_CONFIG = osp.join(ROOT, 'configs/seg/upernet_cosub-deit3-tiny_digitscenes.py')

@@ -1,5 +1,5 @@
-"""The floor plan of ARCHITECTURE.md, checked from the code: which package may import which (read with ``ast``
-from the files, not by importing them)."""
+"""cosub_seg/ as a whole: the floor plan of ARCHITECTURE.md, checked from the code: which package may import which
+(read with ``ast`` from the files, not by importing them)."""
 import ast
 import os
 import os.path as osp

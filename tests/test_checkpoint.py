@@ -1,6 +1,5 @@
-"""cosub_seg.checkpoint: reading a weights file without running code from it (what a training checkpoint holds
+"""cosub_seg/checkpoint.py: reading a weights file without running code from it (what a training checkpoint holds
 besides tensors is admitted for the load only), finding the weights in it, and putting them under timm's names."""
-
 import numpy as np
 import pytest
 import timm
@@ -11,6 +10,8 @@ from safetensors.torch import save_file
 
 from cosub_seg.checkpoint import extract_state_dict, load_checkpoint_file, timm_state_dict
 from cosub_seg.errors import ConfigTypeError, DataError, MissingFileError, UnsafeCheckpointError
+
+from helpers import Hostile
 
 NUMPY_DTYPES = ('bool', 'int8', 'int16', 'int32', 'int64', 'uint8', 'uint16', 'uint32', 'uint64', 'float16',
                 'float32', 'float64')
@@ -100,18 +101,10 @@ def test_a_load_leaves_the_process_allow_list_as_it_was(tmp_path, bare_torch):
         assert len(after) == len(before) and set(after) == set(before)
 
 
-class _Hostile:
-    def __init__(self, path):
-        self.path = path
-
-    def __reduce__(self):
-        return (open, (self.path, 'w'))
-
-
 def test_a_file_that_needs_another_class_is_refused_naming_it_and_nothing_runs(tmp_path):
     marker = tmp_path / 'created_by_unpickling'
     path = tmp_path / 'evil.pth'
-    torch.save({'state_dict': {'x': torch.zeros(1)}, 'meta': _Hostile(str(marker))}, path)
+    torch.save({'state_dict': {'x': torch.zeros(1)}, 'meta': Hostile(str(marker))}, path)
     with pytest.raises(UnsafeCheckpointError,
                        match=rf'^{path} holds more than tensors and is refused, because loading it could run code '
                              r'\(.*Unsupported global: GLOBAL io\.open.*\)\. Convert it'):
@@ -125,7 +118,7 @@ def test_the_environment_variable_that_turns_weights_only_off_does_not_reach_thi
     monkeypatch.setenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
     marker = tmp_path / 'created_by_unpickling'
     path = tmp_path / 'epoch_9.pth'
-    torch.save({'state_dict': {'x': torch.zeros(1)}, 'meta': _Hostile(str(marker))}, path)
+    torch.save({'state_dict': {'x': torch.zeros(1)}, 'meta': Hostile(str(marker))}, path)
     with pytest.raises(UnsafeCheckpointError, match='Unsupported global: GLOBAL io.open'):
         load_checkpoint_file(str(path))
     assert not marker.exists()

@@ -1,5 +1,8 @@
-"""Weights in and out: timm safetensors export, DeiT III / timm import, segmentor export for mmseg's init_model."""
+"""cosub_seg/convert.py (and its tool, cli/convert_checkpoint.py): weights in and out: timm safetensors export,
+DeiT III / timm import, segmentor export for mmseg's init_model; exported files have the permissions of a new file
+and the tool prints no progress bar off a terminal."""
 import json
+import os
 import os.path as osp
 import subprocess
 
@@ -172,3 +175,20 @@ def test_raw_weights_need_an_ema_and_a_pretraining_config(tmp_path):
         export_backbone(PRETRAIN_CONFIG, str(ckpt), str(tmp_path / 'out'), raw_weights=True)
     with pytest.raises(ValueError, match='not a pretraining config'):
         export_backbone(SEG_CONFIG, str(ckpt), str(tmp_path / 'out'))
+
+
+def test_exported_weights_have_the_permissions_of_a_new_file_and_no_progress_bar_off_a_terminal(tmp_path, capsys):
+    import timm
+    from cosub_seg.cli.convert_checkpoint import main
+    model = timm.create_model('deit3_small_patch16_224', img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2,
+                              num_classes=10)
+    source = str(tmp_path / 'weights.pth')
+    torch.save(model.state_dict(), source)
+    main(['import', source, str(tmp_path / 'timm'), '--arch', 'deit3_small_patch16_224', '--model-kwargs',
+          'img_size=32', 'patch_size=8', 'embed_dim=32', 'depth=2', 'num_heads=2'])
+    out = capsys.readouterr().out
+    assert out.count('\n') == 1 and out.startswith(f'every tensor of {source} maps onto deit3_small_patch16_224')
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ('model.safetensors', 'config.json'):
+        assert os.stat(tmp_path / 'timm' / name).st_mode & 0o777 == 0o666 & ~umask, name  # safetensors wrote 0600
