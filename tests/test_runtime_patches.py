@@ -1,12 +1,17 @@
 """cosub_seg/runtime/patches.py: a bare ``import cosub_seg`` changes nothing in torch or MMEngine; ``install()`` makes
-exactly the documented process-wide changes, once; and loading a checkpoint does not undo them."""
+exactly the documented process-wide changes, once; loading a checkpoint does not undo them. With them in force a
+pickle that runs code is still refused, also by MMEngine's loader with torch's unsafe switch set, and a
+HistoryBuffer pickles as its data only."""
 import json
 import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 from mmengine.logging.history_buffer import HistoryBuffer
+
+from helpers import Hostile
 
 # Run in a fresh interpreter: the test session itself is installed (conftest.py).
 PROBE = textwrap.dedent('''
@@ -79,3 +84,44 @@ def test_history_buffer_pickles_as_its_data_only(tmp_path):
     torch.save(buffer, path)
     loaded = torch.load(path, weights_only=True)
     assert loaded.data[0].tolist() == [1.0, 4.0, 7.0] and loaded.max_length == 5 and loaded.mean() == 4.0
+
+
+def test_the_allow_list_still_refuses_a_pickle_that_runs_code(tmp_path):
+    marker = tmp_path / 'pwned'
+    path = tmp_path / 'evil.pth'
+    torch.save(dict(state_dict={}, meta=Hostile(str(marker))), path)
+    with pytest.raises(Exception, match='Unsupported global|weights_only'):
+        torch.load(path, map_location='cpu')  # torch's default, weights_only=True, with our allow-list in force
+    assert not marker.exists()
+
+
+def test_history_buffer_pickles_its_data_only():
+    import pickle
+    from mmengine.logging import HistoryBuffer
+    buffer = HistoryBuffer()
+    buffer.update(1.5)
+    buffer.update(2.5, count=2)
+    buffer.mean()  # statistics methods must not end up in the pickle
+    restored = pickle.loads(pickle.dumps(buffer))
+    assert b'getattr' not in pickle.dumps(buffer)
+    assert restored.max_length == buffer.max_length
+    assert [list(a) for a in restored.data] == [list(a) for a in buffer.data]
+
+
+def test_hostile_checkpoints_are_refused_by_mmengine_loading_even_with_the_unsafe_switch(tmp_path, monkeypatch):
+    """MMEngine's load_checkpoint serves load_from, resume and init_cfg=dict(type='Pretrained'); torch's
+    TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 would make its plain torch.load run the payload."""
+    from mmengine.runner.checkpoint import _load_checkpoint
+    from cosub_seg.models import CosubClassifier
+    monkeypatch.setenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+    marker = tmp_path / 'pwned'
+    path = str(tmp_path / 'hostile.pth')
+    torch.save({'state_dict': {}, 'meta': Hostile(str(marker))}, path)
+    with pytest.raises(RuntimeError, match='holds more than tensors and is refused'):
+        _load_checkpoint(path)
+    model = CosubClassifier(arch='deit3_small_patch16_224', num_classes=10, num_submodels=1,
+                            model_kwargs=dict(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2),
+                            init_cfg=dict(type='Pretrained', checkpoint=path))
+    with pytest.raises(RuntimeError, match='holds more than tensors and is refused'):
+        model.init_weights()
+    assert not marker.exists()

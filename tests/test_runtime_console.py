@@ -1,21 +1,18 @@
-"""Logs a person can read: the console gets one line where MMEngine prints the environment, the config and the
-hook order (the log file keeps them), no per-parameter optimiser lines, no known library deprecation notices, no
-progress bar per item outside a terminal, no confusion matrix as a wrapped array; exported files as anyone's."""
-import io
+"""cosub_seg/runtime/console.py: logs a person can read. The console gets one line where MMEngine prints the
+environment, the config and the hook order (the log file keeps them), no per-parameter optimiser lines, no
+confusion matrix as a wrapped array; the slow tests count the console lines of a tiny fine-tuning and look for the
+parameter-group summary of a pretraining."""
 import logging
-import os
 import os.path as osp
 import re
 import subprocess
-import warnings
 
 import numpy as np
 import pytest
-import torch
 
 from cosub_seg.runtime.console import CompactLogProcessor, ConsoleSummaryFilter, ConsoleSummaryFormatter
-from cosub_seg.progress import ThrottledProgressBar
-from cosub_seg.known_warnings import KNOWN_WARNINGS, filter_known_warnings
+
+from helpers import digits_options
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -48,31 +45,6 @@ def test_the_console_gets_a_line_for_the_environment_the_config_and_the_hooks():
     assert filtered('Iter(train) [1/4]  loss: 3.0') == 'Iter(train) [1/4]  loss: 3.0'  # the rest is untouched
 
 
-def test_known_library_warnings_are_hidden_and_others_shown():
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter('always')
-        filter_known_warnings()
-        warnings.warn('pkg_resources is deprecated as an API. See https://setuptools.pypa.io', UserWarning)
-        warnings.warn('``build_loss`` would be deprecated soon, please use ``mmseg.registry.MODELS.build()``')
-        warnings.warn('Default ``avg_non_ignore`` is False, if you would like to ignore the certain label')
-        warnings.warn('The draw is False, it means that the hook for visualization will not take effect.')
-        warnings.warn('`reduce_zero_label` will be deprecated, if you would like to ignore the zero label')
-        warnings.warn('something a user should see', UserWarning)
-        warnings.warn('pkg_resources is deprecated as an API', DeprecationWarning)  # another category: shown
-    assert [str(w.message) for w in caught] == ['something a user should see', 'pkg_resources is deprecated as an API']
-    assert len(KNOWN_WARNINGS) == 5
-
-
-def test_a_progress_bar_outside_a_terminal_writes_twenty_times_not_once_an_item():
-    out = io.StringIO()  # not a terminal, as a log file or a pipe
-    bar = ThrottledProgressBar(2000, file=out)
-    for _ in range(2000):
-        bar.update()
-    text = out.getvalue()
-    assert text.count('\r') == 20 and len(text) < 3000  # a bar per item wrote ~200 KB
-    assert re.search(r'\] 2000/2000, [\d.]+ task/s, elapsed: \d+s, ETA: +0s$', text)
-
-
 def test_the_confusion_matrix_is_logged_as_its_shape_and_kept_whole_in_the_json():
     from types import SimpleNamespace
     from mmengine.logging import MessageHub
@@ -85,23 +57,6 @@ def test_the_confusion_matrix_is_logged_as_its_shape_and_kept_whole_in_the_json(
     tag, log_str = CompactLogProcessor(by_epoch=False).get_log_after_epoch(runner, 1, 'test', with_non_scalar=True)
     assert 'confusion_matrix: 11x11 array (in the JSON log)' in log_str and '\n' not in log_str
     assert np.array_equal(tag['confusion_matrix'], matrix)
-
-
-def test_exported_weights_have_the_permissions_of_a_new_file_and_no_progress_bar_off_a_terminal(tmp_path, capsys):
-    import timm
-    from cosub_seg.cli.convert_checkpoint import main
-    model = timm.create_model('deit3_small_patch16_224', img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2,
-                              num_classes=10)
-    source = str(tmp_path / 'weights.pth')
-    torch.save(model.state_dict(), source)
-    main(['import', source, str(tmp_path / 'timm'), '--arch', 'deit3_small_patch16_224', '--model-kwargs',
-          'img_size=32', 'patch_size=8', 'embed_dim=32', 'depth=2', 'num_heads=2'])
-    out = capsys.readouterr().out
-    assert out.count('\n') == 1 and out.startswith(f'every tensor of {source} maps onto deit3_small_patch16_224')
-    umask = os.umask(0)
-    os.umask(umask)
-    for name in ('model.safetensors', 'config.json'):
-        assert os.stat(tmp_path / 'timm' / name).st_mode & 0o777 == 0o666 & ~umask, name  # safetensors wrote 0600
 
 
 @pytest.mark.slow
@@ -133,7 +88,6 @@ def test_a_tiny_fine_tuning_prints_a_few_dozen_lines_and_logs_everything(python,
 
 @pytest.mark.slow
 def test_pretraining_summarises_its_parameter_groups(digits_root, tmp_path, python):
-    from test_pretrain_tool import digits_options
     proc = subprocess.run([python, 'tools/pretrain.py', 'configs/pretrain/cosub_deit3-tiny_digits.py', '--work-dir',
                            str(tmp_path / 'run'), '--cfg-options', *digits_options(digits_root, epochs=1)],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)

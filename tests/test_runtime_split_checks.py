@@ -1,5 +1,7 @@
-"""The validation and test splits are checked before their first use as the training split is: folders, files,
-decoding and annotations, with one line naming the file."""
+"""cosub_seg/runtime/split_checks.py: the validation and test splits are checked before their first use as the
+training split is (folders, files, decoding and annotations, with one line naming the file), and the class counts of
+the heads, the datasets and the annotation checks must agree. The slow tests show both checks stopping
+tools/train_seg.py before its first step."""
 import os
 import os.path as osp
 import subprocess
@@ -9,8 +11,8 @@ import pytest
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-from cosub_seg.runtime import check_split, check_split_configs
 from cosub_seg.datasets.digit_scenes import write_digit_scenes
+from cosub_seg.runtime import check_split, check_split_configs
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SEG_CONFIG = 'configs/seg/upernet_cosub-deit3-tiny_digitscenes.py'
@@ -80,6 +82,24 @@ def test_split_configs_name_a_missing_folder_and_an_empty_split(scenes, tmp_path
         check_split_configs(cfg, splits=('test', ))
 
 
+def test_class_counts_of_heads_datasets_and_annotation_checks_must_agree():
+    from types import SimpleNamespace
+    from cosub_seg.datasets import CheckSegAnnotation
+    from cosub_seg.runtime import check_class_counts
+
+    class Split:
+        metainfo = dict(classes=('background', 'digit 0', 'digit 1'))
+        pipeline = SimpleNamespace(transforms=[CheckSegAnnotation(num_classes=3)])
+
+    model = SimpleNamespace(decode_head=SimpleNamespace(num_classes=3), auxiliary_head=SimpleNamespace(num_classes=3))
+    check_class_counts(model, [('train_dataloader', Split()), ('val_dataloader', Split())])
+    model.auxiliary_head.num_classes = 2
+    with pytest.raises(ValueError, match=r'model.auxiliary_head.num_classes: 2; the classes of train_dataloader '
+                                         r'\(Split: background, digit 0, digit 1\): 3; CheckSegAnnotation'):
+        check_class_counts(model, [('train_dataloader', Split())])
+    check_class_counts(SimpleNamespace(), [('train_dataloader', Split())])  # a classifier: no heads to compare
+
+
 def seg_run(python, scenes, work_dir, *extra):
     options = ['model.backbone.init_cfg=None', f'train_dataloader.dataset.dataset.data_root={scenes}',
                f'val_dataloader.dataset.data_root={scenes}', 'train_cfg.max_iters=2', 'train_cfg.val_interval=2',
@@ -110,3 +130,25 @@ def test_bad_validation_data_stops_training_before_the_first_step(python, scenes
     assert line.startswith(expected), line
     assert 'Iter(train)' not in proc.stdout + proc.stderr  # before the first training step
     assert not any(name.endswith('.pth') for name in os.listdir(tmp_path / 'run'))
+
+
+@pytest.mark.slow
+def test_heads_with_another_class_count_are_refused_before_the_first_step(python, tmp_path):
+    from cosub_seg.datasets.digit_scenes import write_digit_scenes
+    scenes = str(tmp_path / 'scenes')
+    write_digit_scenes(scenes, num_train=4, num_val=2)
+    proc = subprocess.run([python, 'tools/train_seg.py', SEG_CONFIG, '--work-dir', str(tmp_path / 'run'),
+                           '--cfg-options', 'model.backbone.init_cfg=None',
+                           f'train_dataloader.dataset.data_root={scenes}',
+                           f'val_dataloader.dataset.data_root={scenes}', 'train_dataloader.num_workers=0',
+                           'train_dataloader.persistent_workers=False', 'val_dataloader.num_workers=0',
+                           'val_dataloader.persistent_workers=False', 'model.decode_head.num_classes=10',
+                           'model.auxiliary_head.num_classes=10'], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 1
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith('ValueError: the class counts do not agree: model.decode_head.num_classes: 10; '
+                           'model.auxiliary_head.num_classes: 10; the classes of train_dataloader (DigitScenesDataset: '
+                           'background, digit 0, digit 1, digit 2, ...): 11; CheckSegAnnotation.num_classes in the '
+                           'pipeline of train_dataloader: 11;')
+    assert 'IndexError' not in proc.stdout + proc.stderr and 'Iter(train)' not in proc.stdout + proc.stderr
