@@ -1,10 +1,12 @@
-"""Every shipped recipe (configs/pretrain/*.py, configs/seg/*.py) builds its model and its optimiser, exactly as the
-config says (constructor, layer decay, weight-decay rule), and takes one training step at a tiny input size with a
-finite loss that moves the weights; and layer-wise lr decay places every backbone parameter of every family.
+"""configs/: every shipped recipe (configs/pretrain/*.py, configs/seg/*.py) builds its model and its optimiser,
+exactly as the config says (constructor, layer decay, weight-decay rule), and takes one training step at a tiny
+input size with a finite loss that moves the weights; the digit-scenes config starts from the checkpoint `make demo`
+writes; the segmentation configs' visualization hook draws every batch when asked.
 
 The architectures stay full size (a recipe bug usually lives in the family, e.g. a timm class without
-``group_matcher()``); only the input, the batch and the class count shrink. The end-to-end runs of the pretraining
-recipes through tools/pretrain.py are in test_pretrain_tool.py (slow).
+``group_matcher()``); only the input, the batch and the class count shrink. The layer ids of every family are
+checked in test_engine_layer_decay.py; the end-to-end runs of the pretraining recipes through tools/pretrain.py are
+in test_tools_pretrain.py (slow).
 """
 import glob
 import math
@@ -19,11 +21,14 @@ from mmengine.structures import BaseDataElement, PixelData
 from mmseg.structures import SegDataSample
 
 import cosub_seg  # noqa: F401  (registers the modules)
-from cosub_seg.runtime.launch import use_bn_without_gpu
-from cosub_seg.engine.layer_decay import backbone_layer_ids
 from cosub_seg.models.timm_factory import model_module
+from cosub_seg.runtime.launch import use_bn_without_gpu
+
+from helpers import demo_work_dir
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+SEG_CONFIG = 'configs/seg/upernet_cosub-deit3-tiny_digitscenes.py'
+PRETRAIN_CONFIG = 'configs/pretrain/cosub_deit3-tiny_digits.py'
 PRETRAIN = sorted(osp.relpath(p, ROOT) for p in glob.glob(osp.join(ROOT, 'configs/pretrain/*.py')))
 SEG = sorted(osp.relpath(p, ROOT) for p in glob.glob(osp.join(ROOT, 'configs/seg/*.py')))
 # timm modules whose models take img_size (position embeddings, windows): shrunk to the tiny size.
@@ -117,68 +122,16 @@ def test_segmentation_recipe_builds_and_trains_one_step(config):
     _check_step_moved_weights(before, model, 'backbone.', 'decode_head.conv_seg.weight')
 
 
-# Families and the blocks their layer ids must follow: stem 0, then every block in order, 1..depth.
-FAMILIES = {
-    'deit3_small_patch16_224': lambda m: [f'blocks.{i}.' for i in range(len(m.blocks))],
-    'xcit_small_12_p16_224': lambda m: [f'blocks.{i}.' for i in range(len(m.blocks))],
-    'swin_base_patch4_window7_224': lambda m: [f'layers.{s}.blocks.{i}.' for s, stage in enumerate(m.layers)
-                                               for i in range(len(stage.blocks))],
-    'convnext_base': lambda m: [f'stages.{s}.blocks.{i}.' for s, stage in enumerate(m.stages)
-                                for i in range(len(stage.blocks))],
-    'regnety_160': lambda m: [f's{s}.b{i}.' for s in range(1, 5)
-                              for i in range(1, len(list(getattr(m, f's{s}').children())) + 1)],
-    'pit_b_224': lambda m: [f'transformers.{s}.blocks.{i}.' for s, stage in enumerate(m.transformers)
-                            for i in range(len(stage.blocks))],
-}
+def test_the_seg_config_defaults_to_the_checkpoint_make_demo_writes():
+    # tools/pipeline.py pretrains in <work dir>/pretrain; MMEngine names the last checkpoint epoch_<max_epochs>.pth.
+    epochs = Config.fromfile(osp.join(ROOT, PRETRAIN_CONFIG)).train_cfg.max_epochs
+    expected = osp.join(demo_work_dir(), 'pretrain', f'epoch_{epochs}.pth')
+    assert expected == 'work_dirs/demo/pretrain/epoch_25.pth'
+    assert Config.fromfile(osp.join(ROOT, SEG_CONFIG)).model.backbone.init_cfg.checkpoint == expected
 
 
-@pytest.mark.parametrize('arch', sorted(FAMILIES))
-def test_layer_ids_of_every_family_follow_its_blocks(arch):
-    """Worked from the module tree: the stem is layer 0, block n (counted over all stages) is layer n + 1, and a
-    stage's downsampling / pooling layer shares the layer of the stage's first block."""
-    from cosub_seg.models import TimmSegBackbone
-    model = TimmSegBackbone(arch).model
-    layer_of = backbone_layer_ids(model)
-    assert set(layer_of) == {name for name, _ in model.named_parameters()}
-    blocks = FAMILIES[arch](model)
-    for depth, prefix in enumerate(blocks, start=1):
-        names = [n for n in layer_of if n.startswith(prefix)]
-        assert names and {layer_of[n] for n in names} == {depth}, (prefix, {layer_of[n] for n in names})
-    in_blocks = [n for n in layer_of if any(n.startswith(p) for p in blocks)]
-    others = {n: layer_of[n] for n in layer_of if n not in in_blocks}
-    stem = {n for n, layer in others.items() if layer == 0}
-    assert stem and all(n.split('.')[0] in ('patch_embed', 'pos_embed', 'cls_token', 'stem') for n in stem), stem
-    # The rest are downsampling layers, each with the first block of the stage it opens.
-    for name, layer in others.items():
-        if layer != 0:
-            first_of_stage = [i for i, p in enumerate(blocks, start=1) if p.startswith(_stage_prefix(name))]
-            assert layer == first_of_stage[0], (name, layer)
-
-
-def _stage_prefix(name: str) -> str:
-    """'layers.2.downsample.norm.weight' -> 'layers.2.'; 'stages.1.downsample.0.weight' -> 'stages.1.';
-    'transformers.1.pool.fc.weight' -> 'transformers.1.'."""
-    return '.'.join(name.split('.')[:2]) + '.'
-
-
-def test_layer_decay_refuses_a_model_it_cannot_order():
-    from cosub_seg.engine.layer_decay import backbone_layer_ids
-
-    class NoMatcher(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.blocks = torch.nn.Linear(2, 2)
-
-    with pytest.raises(TypeError, match='NoMatcher has no group_matcher.*GROUP_MATCHERS'):
-        backbone_layer_ids(NoMatcher())
-
-    class PartialMatcher(NoMatcher):
-        def __init__(self):
-            super().__init__()
-            self.extra = torch.nn.Linear(2, 2)
-
-        def group_matcher(self, coarse=False):
-            return dict(stem=r'^nothing', blocks=r'^blocks')
-
-    with pytest.raises(ValueError, match=r"does not place 2 parameter\(s\), e.g. \['extra.weight', 'extra.bias'\]"):
-        backbone_layer_ids(PartialMatcher())
+def test_the_visualization_hook_draws_every_batch_when_asked():
+    for config in ('configs/seg/upernet_cosub-deit3-tiny_digitscenes.py',
+                   'configs/seg/upernet_cosub-deit3-base_ade20k-512x512.py'):
+        hook = Config.fromfile(osp.join(ROOT, config)).default_hooks.visualization
+        assert (hook.type, hook.interval, hook.get('draw', False)) == ('PredictionVisualizationHook', 1, False), config
