@@ -1,89 +1,24 @@
-"""Pictures and the confusion matrix: numbers against hand counts, the data each chart draws, files read back as PNG
-of the expected size and colours."""
+"""cosub_seg/visualization/: the data each chart draws (training curves, per-class IoU, confusion matrix), the files
+read back as PNG of the expected size and colours, and the side-by-side overlays. (The confusion matrix's numbers
+are in test_evaluation_seg_metrics.py.)"""
 import os.path as osp
 
 import cv2
 import mmcv
 import numpy as np
 import pytest
-import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
-from mmengine.structures import PixelData
-from mmseg.evaluation import IoUMetric
 from mmseg.registry import DATASETS, MODELS
-from mmseg.structures import SegDataSample
 
 import cosub_seg  # noqa: F401
 from cosub_seg.datasets.digit_scenes import write_digit_scenes
-from cosub_seg.evaluation import ConfusionMatrixMetric, confusion_matrix
-from cosub_seg.visualization import (draw_predictions, plot_confusion_matrix, plot_per_class_iou,
-                                     plot_training_curves)
+from cosub_seg.visualization import draw_predictions, plot_confusion_matrix, plot_per_class_iou, plot_training_curves
 from cosub_seg.visualization.curves import split_records
 
+from helpers import png_size
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
-
-
-def png_size(path):
-    """(width, height) from the PNG header (signature, then the IHDR chunk), after checking the file decodes."""
-    with open(path, 'rb') as f:
-        head = f.read(24)
-    assert head[:8] == PNG_SIGNATURE, f'{path} is not a PNG'
-    assert head[12:16] == b'IHDR'
-    width, height = int.from_bytes(head[16:20], 'big'), int.from_bytes(head[20:24], 'big')
-    decoded = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    assert decoded is not None and decoded.shape[:2] == (height, width)
-    return width, height
-
-
-def test_confusion_matrix_counts_by_hand():
-    label = np.array([[0, 0, 1],
-                      [1, 2, 255]])
-    pred = np.array([[0, 1, 1],
-                     [2, 2, 0]])
-    # (true, predicted) pairs: (0,0) (0,1) (1,1) (1,2) (2,2); the 255 pixel does not count.
-    expected = np.array([[1, 1, 0],
-                         [0, 1, 1],
-                         [0, 0, 1]])
-    np.testing.assert_array_equal(confusion_matrix(label, pred, num_classes=3), expected)
-    with pytest.raises(ValueError, match='outside'):
-        confusion_matrix(label, pred + 1, num_classes=3)
-
-
-def _sample(label, pred):
-    sample = SegDataSample()
-    sample.gt_sem_seg = PixelData(data=torch.as_tensor(label)[None])
-    sample.pred_sem_seg = PixelData(data=torch.as_tensor(pred)[None])
-    return sample.to_dict()
-
-
-def test_confusion_matrix_metric_sums_images_and_agrees_with_mmseg_iou():
-    rng = np.random.RandomState(0)
-    labels = [rng.randint(0, 4, size=(6, 7)) for _ in range(3)]
-    labels[0][0, :3] = 255
-    preds = [rng.randint(0, 4, size=(6, 7)) for _ in range(3)]
-    samples = [_sample(label, pred) for label, pred in zip(labels, preds)]
-    meta = dict(classes=('a', 'b', 'c', 'd'))
-    metric = ConfusionMatrixMetric()
-    metric.dataset_meta = meta
-    metric.process({}, samples)
-    counts = metric.evaluate(3)['confusion_matrix']
-    by_hand = np.zeros((4, 4), int)
-    for label, pred in zip(labels, preds):
-        for t, p in zip(label.ravel(), pred.ravel()):
-            if t != 255:
-                by_hand[t, p] += 1
-    np.testing.assert_array_equal(counts, by_hand)
-    assert counts.sum() == 3 * 42 - 3
-    # IoU from the matrix (diagonal / (row + column - diagonal)) is mmseg's IoU of the same pixels.
-    iou = IoUMetric()
-    iou.dataset_meta = meta
-    iou.process({}, samples)
-    areas = [sum(r[i] for r in iou.results) for i in range(4)]
-    mmseg_iou = iou.total_area_to_metrics(*areas, ['mIoU'])['IoU']
-    diag = np.diag(counts)
-    np.testing.assert_allclose(diag / (counts.sum(0) + counts.sum(1) - diag), mmseg_iou)
 
 
 def _records():

@@ -1,6 +1,7 @@
-"""Faults injected into real runs of the tools: SIGKILL after a checkpoint and during a save, a NaN loss, a worker
-killed in a 2-process run, hostile checkpoints, bad images and mismatched heads. Each run is a few iterations on the
-digits at 32 pixels (pretraining) or digit scenes at 64 pixels (fine-tuning) on the CPU."""
+"""Faults injected into real runs of the tools (tools/pretrain.py, train_seg.py, test_seg.py, mmseg's test.py), all
+slow: SIGKILL after a checkpoint and during a save, a NaN loss, a worker killed in a 2-process run, hostile
+checkpoints, bad images and mismatched heads. Each run is a few iterations on the digits at 32 pixels (pretraining)
+or digit scenes at 64 pixels (fine-tuning) on the CPU. The hooks that inject the faults are in fault_injection.py."""
 import glob
 import os
 import os.path as osp
@@ -14,7 +15,8 @@ import torch
 import cosub_seg  # noqa: F401  (allow-lists the data classes of training checkpoints)
 from cosub_seg.datasets.digit_scenes import write_digit_scenes
 from cosub_seg.runtime import find_resumable_checkpoint
-from test_pretrain_tool import ROOT, digits_options, run_tool, scalars
+
+from helpers import ROOT, Hostile, digits_options, run_tool, scalars
 
 PRETRAIN = 'configs/pretrain/cosub_deit3-tiny_digits.py'
 SEG = 'configs/seg/upernet_cosub-deit3-tiny_digitscenes.py'
@@ -227,19 +229,11 @@ def test_two_processes_follow_one_process_and_survive_a_killed_worker(digits_roo
 # ---------------------------------------------------------------------------------------------- hostile files
 
 
-class _Hostile:
-    def __init__(self, path):
-        self.path = path
-
-    def __reduce__(self):
-        return (open, (self.path, 'w'))
-
-
 @pytest.fixture
 def hostile(tmp_path):
     marker = tmp_path / 'created_by_unpickling'
     path = tmp_path / 'hostile.pth'
-    torch.save({'state_dict': {'w': torch.zeros(1)}, 'meta': {'iter': 1}, 'payload': _Hostile(str(marker))}, path)
+    torch.save({'state_dict': {'w': torch.zeros(1)}, 'meta': {'iter': 1}, 'payload': Hostile(str(marker))}, path)
     return str(path), marker
 
 
@@ -247,7 +241,7 @@ def hostile(tmp_path):
 def test_every_tool_refuses_a_hostile_checkpoint(entry, hostile, digits_root, scenes, tmp_path, python):
     """Even with TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 (which turns weights_only off where a caller leaves it unset).
     The three entries cover the two loaders: MMEngine's (resume, load_from and tools/test_seg.py go through the same
-    call as mmseg's test.py; test_reliability.py calls it directly) and TimmSegBackbone's init_cfg."""
+    call as mmseg's test.py; test_runtime_patches.py calls it directly) and TimmSegBackbone's init_cfg."""
     import mmseg
     path, marker = hostile
     work_dir = str(tmp_path / 'run')
@@ -273,7 +267,7 @@ def test_every_tool_refuses_a_hostile_checkpoint(entry, hostile, digits_root, sc
 
 
 def test_a_corrupt_training_image_is_skipped_and_counted(digits_root, tmp_path, python):
-    """With on_bad_sample='skip' (the default, 'raise', is tested in test_reliability.py)."""
+    """With on_bad_sample='skip' (the default, 'raise', is tested in test_runtime_checked_data.py)."""
     data = tmp_path / 'digits'
     shutil.copytree(digits_root, data)
     first = sorted(glob.glob(str(data / 'train' / '0' / '*.png')))[0]

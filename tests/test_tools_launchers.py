@@ -1,11 +1,14 @@
-"""The launchers as the README writes them: `bash tools/dist_pretrain.sh CONFIG 2`, with no PYTHON and no activated
-environment, runs the tools with the project's Python (`python` on PATH may have no torch)."""
+"""tools/dist_launch.sh, tools/slurm_launch.sh, tools/find_python.sh: the launchers as the README writes them,
+`bash tools/dist_pretrain.sh CONFIG 2` with no PYTHON and no activated environment, run the tools with the
+project's Python (`python` on PATH may have no torch); the 2-process run is slow."""
 import math
 import os
 import os.path as osp
 import subprocess
 
 import pytest
+
+from helpers import digits_options, scalars
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -43,7 +46,6 @@ def test_the_launchers_find_the_projects_python_without_PYTHON(tmp_path):
 
 @pytest.mark.slow
 def test_the_readme_dist_pretrain_line_runs_without_PYTHON(digits_root, tmp_path):
-    from test_pretrain_tool import digits_options, scalars
     if not osp.exists(osp.join(ROOT, '.venv', 'bin', 'python')):
         pytest.skip('no .venv: the project was installed another way')
     work_dir = str(tmp_path / 'dist')

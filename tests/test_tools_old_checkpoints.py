@@ -1,6 +1,6 @@
-"""A checkpoint written by the code before the runtime/ restructure and the ``stochastic_depth`` config entry (commit
-63d8002) resumes with today's code and ends bit-identical to a run of today's code that never stopped: state-dict
-keys, the training state and the random streams are unchanged."""
+"""tools/pretrain.py --resume across versions, slow: a checkpoint written by the code before the runtime/ restructure
+and the ``stochastic_depth`` config entry (commit 63d8002) resumes with today's code and ends bit-identical to a run
+of today's code that never stopped: state-dict keys, the training state and the random streams are unchanged."""
 import io
 import os.path as osp
 import subprocess
@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from cosub_seg.checkpoint import load_checkpoint_file
-from test_pretrain_tool import digits_options, run_tool
+
+from helpers import digits_options, run_tool
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 OLD_COMMIT = '63d800212ddb78fdb6c31613e906abb913add412'

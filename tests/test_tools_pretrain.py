@@ -1,6 +1,6 @@
-"""tools/pretrain.py end to end: every recipe for one iteration, resume, and 2-process torchrun on the CPU."""
+"""tools/pretrain.py (cli/pretrain.py) end to end, slow: every recipe for one iteration, resume, and a 2-process
+torchrun on the CPU."""
 import glob
-import json
 import math
 import os
 import os.path as osp
@@ -10,6 +10,8 @@ import pytest
 import torch
 
 import cosub_seg  # noqa: F401  (allow-lists the data classes of training checkpoints)
+
+from helpers import digits_options, run_tool, scalars
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TINY = 32
@@ -45,25 +47,6 @@ def tiny_options(data_root, work_dir):
     ]
 
 
-def run_tool(args, cwd=ROOT, env=None, timeout=900):
-    full_env = dict(os.environ, **(env or {}))
-    proc = subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        raise AssertionError(f'{args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}')
-    return proc
-
-
-def scalars(work_dir):
-    """The training and validation records MMEngine's LocalVisBackend wrote."""
-    files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
-    assert files, f'no scalars.json under {work_dir}'
-    records = []
-    for path in files:
-        with open(path) as f:
-            records += [json.loads(line) for line in f if line.strip()]
-    return records
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize('recipe', sorted(RECIPES))
 def test_every_recipe_trains_one_iteration(recipe, digits_root, tmp_path, python):
@@ -84,19 +67,6 @@ def test_every_recipe_trains_one_iteration(recipe, digits_root, tmp_path, python
         # CI disk once. Drop them as soon as they are checked; the logs stay for a failed run.
         for path in glob.glob(osp.join(work_dir, '*.pth')):
             os.remove(path)
-
-
-def digits_options(digits_root, epochs, per_epoch_images=8):
-    return [
-        f'train_dataloader.dataset.dataset.data_root={digits_root}', f'val_dataloader.dataset.data_root={digits_root}',
-        f'train_dataloader.dataset.dataset.indices={per_epoch_images}', 'val_dataloader.dataset.indices=8',
-        'train_dataloader.batch_size=4', 'val_dataloader.batch_size=4',
-        'train_dataloader.num_workers=0', 'val_dataloader.num_workers=0',
-        'train_dataloader.persistent_workers=False', 'val_dataloader.persistent_workers=False',
-        f'train_cfg.max_epochs={epochs}', 'train_cfg.val_interval=1', 'default_hooks.logger.interval=1',
-        'default_hooks.checkpoint.interval=1', 'default_hooks.checkpoint.max_keep_ckpts=5',
-        'randomness.deterministic=True', 'randomness.seed=3',
-    ]
 
 
 @pytest.mark.slow

@@ -1,5 +1,5 @@
-"""tools/pipeline.py end to end on the digits at a tiny budget: both report files, their numbers, the pictures and
-the exports."""
+"""tools/pipeline.py (cli/pipeline.py) end to end on the digits at a tiny budget, slow: both report files, their
+numbers, the pictures and the exports."""
 import glob
 import json
 import os.path as osp
@@ -14,16 +14,17 @@ from mmengine.registry import DefaultScope
 
 from cosub_seg.datasets.digit_scenes import write_digit_scenes
 from cosub_seg.registry import MODELS
-from test_pretrain_tool import digits_options, run_tool, scalars
-from test_seg_tools import seg_options
-from test_visualization import png_size
+
+from helpers import digits_options, png_size, run_tool, scalars, seg_options, own_prediction
 
 PRETRAIN_CONFIG = 'configs/pretrain/cosub_deit3-tiny_digits.py'
 SEG_CONFIG = 'configs/seg/upernet_cosub-deit3-tiny_digitscenes.py'
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 REPORT_KEYS = {'top1', 'top5', 'top1_at_epoch', 'mIoU', 'aAcc', 'mAcc', 'per_class_iou', 'confusion_matrix',
                'wall_time_s', 'configs', 'checkpoints', 'exports', 'pictures', 'notes', 'paths_relative_to',
                'commands', 'environment'}
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
 CLASSES = ['background'] + [f'digit {i}' for i in range(10)]
 
 
@@ -130,7 +131,6 @@ def test_mmseg_inference_api_runs_the_exported_segmentor_of_the_run(pipeline_run
     """README and report.md hand the segmentor export to mmseg's init_model: inference_model and MMSegInferencer give
     the map the model's own test_step gives (CheckSegAnnotation stayed in the test pipeline, LoadAnnotations not)."""
     from mmseg.apis import MMSegInferencer, inference_model, init_model
-    from test_inference_api import own_prediction
     work_dir, exported = pipeline_run['work_dir'], pipeline_run['report']['exports']['segmentor']
     config, checkpoint = osp.join(work_dir, exported['config']), osp.join(work_dir, exported['checkpoint'])
     assert 'work_dir' not in Config.fromfile(config)  # not the training run's
@@ -167,22 +167,3 @@ def test_a_run_shorter_than_the_logger_interval_still_writes_its_report(digits_r
     assert f'Note: {note}' in markdown and '![pretraining](pictures/pretrain_curves.png)' in markdown
     assert '![fine-tuning]' not in markdown
     assert f'note: {note}' in proc.stdout
-
-
-def test_checkpoint_choice_and_the_validation_that_goes_with_it(tmp_path):
-    from cosub_seg.cli.pipeline import best_checkpoint, checkpoint_step, last_checkpoint, validation_at
-    with pytest.raises(FileNotFoundError, match='saved no checkpoint'):
-        last_checkpoint(str(tmp_path))
-    with pytest.raises(FileNotFoundError, match='run without --use-best'):
-        best_checkpoint(str(tmp_path))
-    (tmp_path / 'best_accuracy_top1_epoch_3.pth').write_bytes(b'')
-    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'epoch_5.pth'))
-    assert last_checkpoint(str(tmp_path)) == str(tmp_path / 'epoch_5.pth')
-    best = best_checkpoint(str(tmp_path))
-    assert (checkpoint_step(best), checkpoint_step(str(tmp_path / 'epoch_5.pth'))) == (3, 5)
-    assert checkpoint_step('iter_2000.pth') == 2000 and checkpoint_step('model.safetensors') is None
-    records = [{'loss': 1.0, 'step': 1}, {'accuracy/top1': 60.0, 'step': 1}, {'accuracy/top1': 80.0, 'step': 3},
-               {'accuracy/top1': 70.0, 'step': 5}]
-    assert validation_at(records, 3, 'accuracy/top1')['accuracy/top1'] == 80.0
-    assert validation_at(records, 4, 'accuracy/top1')['accuracy/top1'] == 70.0  # not validated: the last one
-    assert validation_at(records, 1, 'mIoU') is None

@@ -1,7 +1,11 @@
-"""Transfer stage end to end: pretrain -> hand-off -> fine-tune -> evaluate, with our tools and mmseg's own."""
+"""tools/train_seg.py and tools/test_seg.py (cli/train_seg.py, cli/test_seg.py) end to end, and mmseg's own tools and
+inference API on our configs. Slow: pretrain -> hand-off -> fine-tune -> evaluate with our tools and with mmseg's
+train.py / test.py (the usual data_root override, --show-dir). Fast: ``init_model`` + ``inference_model`` and
+``MMSegInferencer`` on an exported segmentor give the prediction of its own ``test_step``."""
 import glob
 import os.path as osp
 import re
+import subprocess
 
 import cv2
 import mmseg
@@ -12,10 +16,13 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmseg.registry import MODELS
 
+from cosub_seg.convert import export_segmentor
 from cosub_seg.datasets.digit_scenes import write_digit_scenes
-from test_pretrain_tool import digits_options, run_tool, scalars
+
+from helpers import digits_options, own_prediction, run_tool, scalars, seg_options
 
 SEG_CONFIG = 'configs/seg/upernet_cosub-deit3-tiny_digitscenes.py'
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 @pytest.fixture(scope='module')
@@ -32,22 +39,6 @@ def scenes(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('scenes'))
     write_digit_scenes(root, num_train=16, num_val=4)
     return root
-
-
-def seg_options(scenes, checkpoint=None, iters=4):
-    """Overrides that make the digit-scenes config run ``iters`` iterations on ``scenes`` at batch 2 (the backbone
-    from ``checkpoint`` unless None, e.g. where tools/pipeline.py sets it)."""
-    backbone = [f'model.backbone.init_cfg.checkpoint={checkpoint}'] if checkpoint else []
-    return backbone + [
-        f'train_dataloader.dataset.dataset.data_root={scenes}', f'val_dataloader.dataset.data_root={scenes}',
-        f'test_dataloader.dataset.data_root={scenes}',
-        f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}', 'train_dataloader.batch_size=2',
-        'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
-        'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
-        'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False',
-        f'default_hooks.checkpoint.interval={iters}', 'default_hooks.logger.interval=1',
-        'param_scheduler.0.end=1', 'param_scheduler.1.begin=1', f'param_scheduler.1.end={iters}',
-    ]
 
 
 def miou_of_saved_predictions(pred_dir, scenes, num_classes=11):
@@ -157,3 +148,101 @@ def test_test_seg_tta_writes_predictions_and_overlays(pretrained, scenes, tmp_pa
     assert overlays
     # The seg runtime's SideBySideSegVisualizer: image | ground truth | prediction of a 128x128 scene.
     assert all(cv2.imread(path).shape == (128, 3 * 128, 3) for path in overlays)
+
+
+@pytest.mark.slow
+def test_mmseg_test_tool_show_dir_writes_one_picture_per_validation_image(python, tmp_path):
+    from mmseg.registry import MODELS
+    scenes = str(tmp_path / 'scenes')
+    write_digit_scenes(scenes, num_train=1, num_val=7)
+    cfg = Config.fromfile(osp.join(ROOT, SEG_CONFIG))
+    cfg.model.backbone.init_cfg = None
+    for head in (cfg.model.decode_head, cfg.model.auxiliary_head):
+        head.norm_cfg = dict(type='BN', requires_grad=True)
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        model = MODELS.build(cfg.model)
+    checkpoint = str(tmp_path / 'model.pth')
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, checkpoint)
+    show = tmp_path / 'show'
+    test = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools', 'test.py')
+    proc = subprocess.run([python, test, SEG_CONFIG, checkpoint, '--show-dir', str(show), '--work-dir',
+                           str(tmp_path / 'work'), '--cfg-options', f'test_dataloader.dataset.data_root={scenes}',
+                           'test_dataloader.batch_size=3', 'test_dataloader.num_workers=0',
+                           'test_dataloader.persistent_workers=False'],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    pictures = sorted(glob.glob(str(show / '**' / '*.png'), recursive=True))
+    # 7 images in batches of 3 (3 batches): every image once, named after it.
+    assert sorted(osp.basename(p) for p in pictures) == [f'test_digitscene_val_{i:05d}.jpg_0.png' for i in range(7)]
+    assert all(cv2.imread(p).shape == (128, 3 * 128, 3) for p in pictures)  # image | truth | prediction
+
+
+@pytest.mark.slow
+def test_mmseg_train_tool_takes_the_usual_data_root_override(python, tmp_path):
+    import mmseg
+    from cosub_seg.datasets.digit_scenes import write_digit_scenes
+    scenes = str(tmp_path / 'scenes')
+    write_digit_scenes(scenes, num_train=4, num_val=2)
+    train = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools', 'train.py')
+    proc = subprocess.run([python, train, SEG_CONFIG, '--work-dir', str(tmp_path / 'run'), '--cfg-options',
+                           'model.backbone.init_cfg=None', f'train_dataloader.dataset.data_root={scenes}',
+                           f'val_dataloader.dataset.data_root={scenes}', 'train_cfg.max_iters=1',
+                           'train_cfg.val_interval=1', 'train_dataloader.batch_size=2',
+                           'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
+                           'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
+                           'default_hooks.checkpoint.interval=1'],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'CheckedDataset: data_root set on the DigitScenesDataset it wraps' in proc.stdout + proc.stderr
+    assert osp.isfile(tmp_path / 'run' / 'iter_1.pth')
+
+
+@pytest.fixture(scope='module')
+def exported(tmp_path_factory):
+    """A randomly initialised digit-scenes segmentor, saved as a training checkpoint would be and exported."""
+    from mmseg.registry import MODELS
+    tmp = tmp_path_factory.mktemp('export')
+    scenes = str(tmp / 'scenes')
+    write_digit_scenes(scenes, num_train=1, num_val=2)
+    cfg = Config.fromfile(osp.join(ROOT, SEG_CONFIG))
+    cfg.model.backbone.init_cfg = None
+    for head in (cfg.model.decode_head, cfg.model.auxiliary_head):
+        head.norm_cfg = dict(type='BN', requires_grad=True)
+    for loader in (cfg.val_dataloader, cfg.test_dataloader):
+        loader.dataset.data_root = scenes
+    config = str(tmp / 'upernet_digits.py')
+    cfg.dump(config)
+    torch.manual_seed(0)
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        model = MODELS.build(cfg.model)
+    checkpoint = str(tmp / 'iter_4.pth')
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, checkpoint)
+    paths = export_segmentor(config, checkpoint, str(tmp / 'exported'))
+    image = osp.join(scenes, 'images', 'validation', 'digitscene_val_00001.jpg')
+    return dict(paths, image=image, scenes=scenes)
+
+
+def test_inference_model_on_the_exported_segmentor_matches_its_test_step(exported):
+    from mmseg.apis import inference_model, init_model
+    model = init_model(exported['config'], exported['checkpoint'], device='cpu')
+    result = inference_model(model, exported['image'])
+    prediction = result.pred_sem_seg.data
+    assert prediction.shape == (1, 128, 128)  # the 128x128 scene, at its own size
+    expected = own_prediction(model, exported['image'])
+    assert torch.equal(prediction, expected)
+    assert len(torch.unique(prediction)) > 1  # a real map, not a constant one
+    # An image as an array (LoadImageFromNDArray) gives the same map.
+    array = inference_model(model, cv2.imread(exported['image'])).pred_sem_seg.data
+    assert torch.equal(array, expected)
+
+
+def test_mmseg_inferencer_on_the_exported_segmentor_matches_its_test_step(exported):
+    from mmseg.apis import MMSegInferencer, init_model
+    inferencer = MMSegInferencer(model=exported['config'], weights=exported['checkpoint'], device='cpu')
+    prediction = inferencer(exported['image'], return_datasamples=True).pred_sem_seg.data
+    assert prediction.shape == (1, 128, 128)
+    model = init_model(exported['config'], exported['checkpoint'], device='cpu')
+    assert torch.equal(prediction, own_prediction(model, exported['image']))
+    # Its label map as the numpy array it returns by default: the same classes.
+    labels = inferencer(exported['image'])['predictions']
+    assert labels.shape == (128, 128) and np.array_equal(labels, prediction[0].numpy())
