@@ -1,6 +1,5 @@
 """cosub_seg/engine/optimizers.py: NoDecayOptimWrapperConstructor's weight-decay rule (none on norms, biases, position
 embedding, class token and layer scale) and the bf16 AutocastOptimWrapper on the CPU."""
-import os
 
 import pytest
 import torch
@@ -13,8 +12,9 @@ from cosub_seg.models import CosubClassifier
 
 @pytest.fixture(autouse=True)
 def scope():
-    name = f'test-{os.getpid()}-{id(object())}'
-    yield DefaultScope.get_instance(name, scope_name='cosub_seg')
+    """Builds in the cosub_seg scope, and puts the previous default scope back afterwards."""
+    with DefaultScope.overwrite_default_scope('cosub_seg'):
+        yield
 
 
 def tiny_vit():

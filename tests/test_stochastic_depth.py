@@ -167,7 +167,8 @@ FAMILIES = {
              dict(img_size=64, window_size=4, embed_dim=16, depths=(1, 1, 2, 1), num_heads=(1, 1, 2, 2)), 64),
     'convnext': ('convnext_atto', dict(depths=(1, 1, 2, 1)), 64),
     'regnet': ('regnety_002', {}, 32),
-    'xcit': ('xcit_nano_12_p16_224', dict(img_size=32, depth=2), 32),
+    'xcit': ('xcit_nano_12_p16_224', dict(img_size=32, depth=2), 32),  # class attention normalises the cls token
+    'xcit-tokens-norm': ('xcit_nano_12_p16_224', dict(img_size=32, depth=2, tokens_norm=True), 32),  # ...every token
 }
 
 
@@ -210,6 +211,31 @@ def test_cosub_step_skipping_matches_masking_in_every_family(family):
     reference.load_state_dict(models['skip'].backbone.state_dict())
     models['skip'].eval()
     torch.testing.assert_close(models['skip'].backbone(x), reference(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize('family', sorted(FAMILIES))
+def test_a_step_that_drops_every_branch_for_every_row_touches_every_parameter_as_masking_does(family, monkeypatch):
+    """Every skipping block of every family hands its own parameters to add_residual (``anchor``): when a step drops
+    each branch for the whole batch the blocks compute nothing, yet every parameter gets the gradient masking gives
+    it (zero inside the dropped branches), not None, so DDP does not wait for them."""
+    arch, kwargs, size = FAMILIES[family]
+    monkeypatch.setattr(StochasticDepth, 'draw',
+                        lambda self, batch, device: (torch.zeros(batch, dtype=torch.bool), None, 2.0))
+    x = torch.randn(2, 3, size, size, dtype=torch.float64)
+    grads = {}
+    for compute in ('mask', 'skip'):
+        torch.manual_seed(0)
+        model = CosubClassifier(arch, num_classes=4, model_kwargs=kwargs,
+                                stochastic_depth=dict(rate=0.5, schedule='constant', compute=compute)).double()
+        model.train()
+        bn_in_eval(model)
+        model.backbone(x).sum().backward()
+        grads[compute] = {name: p.grad for name, p in model.named_parameters()}
+    assert not [name for name, grad in grads['skip'].items() if grad is None]
+    zero = [name for name, grad in grads['mask'].items() if not grad.abs().sum()]
+    assert zero  # the dropped branches' parameters
+    for name, grad in grads['mask'].items():
+        torch.testing.assert_close(grads['skip'][name], grad, rtol=1e-8, atol=1e-12, msg=name)
 
 
 def test_batchnorm_statistics_come_from_the_kept_rows_when_skipping():
