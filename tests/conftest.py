@@ -11,6 +11,15 @@ from cosub_seg.runtime import install
 # `import cosub_seg` leaves untouched is checked in a fresh process (tests/test_runtime_patches.py).
 install()
 
+# Variables a cluster shell or an outer launcher may leave behind (CI once ran on a node whose environment named a
+# MASTER_ADDR it could not reach: every torchrun test waited 15 minutes for the store). The tests and the tools they
+# start must see the machine as a new user's shell does; a test that needs one of these sets it itself.
+LAUNCH_VARIABLES = ('MASTER_ADDR', 'MASTER_PORT', 'RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'LOCAL_WORLD_SIZE', 'GROUP_RANK',
+                    'ROLE_RANK', 'NODE_RANK', 'NNODES', 'PORT')
+for _name in list(os.environ):
+    if _name in LAUNCH_VARIABLES or _name.startswith(('SLURM_', 'TORCHELASTIC_', 'PET_')):
+        del os.environ[_name]
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

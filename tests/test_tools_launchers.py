@@ -26,6 +26,30 @@ def fake_python_first(tmp_path):
     return env
 
 
+def test_one_node_meets_on_loopback_and_several_nodes_need_MASTER_ADDR(tmp_path):
+    """torchrun's arguments as dist_launch.sh builds them (PYTHON is a script that prints them): on one node a
+    MASTER_ADDR left in the shell is not read (CI once ran where it named an unreachable head node and every
+    torchrun waited 15 minutes); with NNODES > 1 it is required and passed on."""
+    echo = tmp_path / 'echo_python'
+    echo.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    echo.chmod(0o755)
+
+    def launch(**env):
+        return subprocess.run(['bash', 'tools/dist_launch.sh', '2', 'tools/pretrain.py', 'CONFIG'], cwd=ROOT,
+                              env=dict(os.environ, PYTHON=str(echo), **env), capture_output=True, text=True)
+
+    one = launch(MASTER_ADDR='head-node.invalid', PORT='29999')
+    assert one.returncode == 0, one.stderr
+    assert one.stdout.split() == ['-m', 'torch.distributed.run', '--nnodes=1', '--node_rank=0',
+                                  '--master_addr=127.0.0.1', '--master_port=29999', '--nproc_per_node=2',
+                                  'tools/pretrain.py', 'CONFIG', '--launcher', 'pytorch']
+    two = launch(NNODES='2', NODE_RANK='1', MASTER_ADDR='10.0.0.1')
+    assert two.returncode == 0, two.stderr
+    assert {'--nnodes=2', '--node_rank=1', '--master_addr=10.0.0.1', '--master_port=29500'} <= set(two.stdout.split())
+    missing = launch(NNODES='2')
+    assert missing.returncode != 0 and missing.stdout == ''
+    assert 'NNODES=2 needs MASTER_ADDR' in missing.stderr
+
 
 def test_the_launchers_find_the_projects_python_without_PYTHON(tmp_path):
     """`python` on PATH without torch (as on this machine outside the venv): the launcher takes .venv/bin/python."""
@@ -49,7 +73,8 @@ def test_the_readme_dist_pretrain_line_runs_without_PYTHON(digits_root, tmp_path
     if not osp.exists(osp.join(ROOT, '.venv', 'bin', 'python')):
         pytest.skip('no .venv: the project was installed another way')
     work_dir = str(tmp_path / 'dist')
-    env = dict(fake_python_first(tmp_path), PORT='29541')
+    # A MASTER_ADDR this machine cannot reach, as a cluster shell may leave behind: one node does not read it.
+    env = dict(fake_python_first(tmp_path), PORT='29541', MASTER_ADDR='head-node.invalid')
     proc = subprocess.run(['bash', 'tools/dist_pretrain.sh', 'configs/pretrain/cosub_deit3-tiny_digits.py', '2',
                            '--work-dir', work_dir, '--cfg-options',
                            *digits_options(digits_root, epochs=1, per_epoch_images=16)],
