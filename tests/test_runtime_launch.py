@@ -1,10 +1,12 @@
 """cosub_seg/runtime/launch.py: the command line and the config loading of the training tools. --cfg-options keys are
 checked (an unknown key with a suggestion, a top-level variable refused with the keys to set instead, a dataset
 setting on the CheckedDataset wrapper moved to the dataset it wraps); the --amp, --compile and --tensorboard
-switches; SyncBN becomes BN without a GPU; a missing pretrained checkpoint is reported before anything is built."""
+switches; SyncBN becomes BN without a GPU; a deterministic run gets the cuBLAS workspace torch requires; a missing
+pretrained checkpoint is reported before anything is built."""
 import argparse
 import importlib
 import importlib.util
+import os
 import os.path as osp
 import subprocess
 
@@ -128,6 +130,21 @@ def test_use_bn_without_gpu_rewrites_every_syncbn_in_nested_dicts_and_lists(monk
     mm = Config(dict(model=copy.deepcopy(config())))
     launch.use_bn_without_gpu(mm.model)
     assert mm.model.to_dict() == expected
+
+
+def test_a_deterministic_run_gets_the_cublas_workspace_torch_requires(monkeypatch):
+    """randomness.deterministic=True: CUBLAS_WORKSPACE_CONFIG=:4096:8 where it is unset (older torch refuses every
+    CUDA matrix product in deterministic mode without it), a value the user set is kept, and a run that is not
+    deterministic leaves the variable alone."""
+    monkeypatch.setenv('CUBLAS_WORKSPACE_CONFIG', 'placeholder')  # restored after the test
+    monkeypatch.delenv('CUBLAS_WORKSPACE_CONFIG')
+    parse(PRETRAIN_CONFIG, 'randomness.deterministic=False')
+    assert 'CUBLAS_WORKSPACE_CONFIG' not in os.environ
+    parse(PRETRAIN_CONFIG, 'randomness.deterministic=True')
+    assert os.environ['CUBLAS_WORKSPACE_CONFIG'] == ':4096:8'
+    monkeypatch.setenv('CUBLAS_WORKSPACE_CONFIG', ':16:8')
+    parse(SEG_CONFIG, 'randomness.deterministic=True', 'model.backbone.init_cfg=None')
+    assert os.environ['CUBLAS_WORKSPACE_CONFIG'] == ':16:8'
 
 
 def test_tensorboard_switch_adds_the_backend_once():

@@ -203,11 +203,23 @@ def load_config(path: str, cfg_options: Optional[dict] = None, work_dir: Optiona
     return cfg
 
 
+def set_cublas_workspace_for_determinism(cfg: Config) -> None:
+    """``randomness.deterministic=True`` makes MMEngine call ``torch.use_deterministic_algorithms(True)``, with which
+    torch releases before deterministic cuBLAS workspaces (2.4 to at least 2.8, all within our requirement) refuse
+    every CUDA matrix product unless ``CUBLAS_WORKSPACE_CONFIG`` is ``:4096:8`` or ``:16:8`` before the first one:
+    a deterministic GPU run stopped at its first layer. Sets ``:4096:8`` (NVIDIA's choice for reproducible results)
+    where the variable is unset; a value already set is kept."""
+    if (cfg.get('randomness') or {}).get('deterministic'):
+        os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
+
+
 def prepare_run(cfg: Config, launcher: str, local_rank: int = 0) -> None:
-    """What every run does last before the Runner is built: SyncBN becomes BN without a GPU, and the process joins
-    its distributed group (``launcher`` 'none', 'pytorch' or 'slurm')."""
+    """What every run does last before the Runner is built: SyncBN becomes BN without a GPU, the cuBLAS workspace a
+    deterministic run needs, and the process joins its distributed group (``launcher`` 'none', 'pytorch' or
+    'slurm')."""
     if launcher != 'slurm':  # slurm gives each process its local rank (SLURM_LOCALID)
         os.environ.setdefault('LOCAL_RANK', str(local_rank))
+    set_cublas_workspace_for_determinism(cfg)
     use_bn_without_gpu(cfg.model)
     setup_distributed(cfg, launcher)
 
