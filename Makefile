@@ -19,7 +19,15 @@ $(STAMP): $(PY) pyproject.toml constraints.txt tools/install_mmcv.sh
 	$(PIP) --no-build-isolation --editable ".[test]"
 	touch $(STAMP)
 
+# Offline, `WHEELHOUSE=DIR make install`: from a wheelhouse (tools/make_wheelhouse.sh) into $PYTHON or the Python with
+# torch that tools/find_python.sh finds, no index, no .venv/ (tools/install_offline.sh, docs/gpu.md). Only `install`
+# and `gpu-check` take WHEELHOUSE; demo and test keep using .venv/.
+ifdef WHEELHOUSE
+install:
+	bash tools/install_offline.sh "$(WHEELHOUSE)"
+else
 install: $(STAMP)
+endif
 
 # digits -> cosub pretraining -> UperNet on digit scenes -> report.md / report.json and pictures in work_dirs/demo/
 demo: install
