@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.cosub_seg-installed
 PIP := $(PY) -m pip install --quiet --constraint constraints.txt
 
-.PHONY: install demo test test-fast mutate clean-venv
+.PHONY: install demo test test-fast mutate clean-venv gpu-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ install:
 else
 install: $(STAMP)
 endif
+
+# The GPU check in one call: install if needed (from $WHEELHOUSE when set), GPU tests, GPU benchmarks; log, JUnit XML,
+# the benchmarks' JSON and summary.json in GPU_CHECK_DIR. Refuses without CUDA (docs/gpu.md).
+GPU_CHECK_DIR ?= work_dirs/gpu_check
+gpu-check:
+	bash tools/gpu_check.sh "$(GPU_CHECK_DIR)"
 
 # digits -> cosub pretraining -> UperNet on digit scenes -> report.md / report.json and pictures in work_dirs/demo/
 demo: install
