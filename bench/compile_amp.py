@@ -29,7 +29,7 @@ from mmseg.structures import SegDataSample
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from bench.common import add_timing_args, apply_timing_args, device_name, print_table, time_round_robin, write_json  # noqa: E402
+from bench.common import add_common_args, apply_timing_args, device_name, print_table, time_round_robin, write_json  # noqa: E402
 from cosub_seg.engine.optimizers import AutocastOptimWrapper  # noqa: E402
 from cosub_seg.registry import MODELS  # noqa: E402
 
@@ -82,8 +82,7 @@ def main(argv=None):
     parser.add_argument('--stages', nargs='+', default=['pretrain', 'seg'], choices=['pretrain', 'seg'])
     parser.add_argument('--repeats', type=int, default=10)
     parser.add_argument('--no-compile', action='store_true', help='eager variants only')
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    add_timing_args(parser)
+    add_common_args(parser, 'compile_amp')
     args = parser.parse_args(argv)
     timing = apply_timing_args(args)
     device = torch.device(args.device)
@@ -115,7 +114,7 @@ def main(argv=None):
                              compile_s=round(compile_s.get(name, 0.0), 1)))
     print_table(rows, ['stage', 'variant', 'step_ms', 'speedup_vs_eager_fp32', 'compile_s'],
                 f'training step of the embedded default, {device_name(device)}, {timing}')
-    write_json('compile_amp', rows, dict(device=device_name(device), timing=timing, repeats=args.repeats))
+    write_json('compile_amp', rows, dict(device=device_name(device), timing=timing, repeats=args.repeats), args.out)
 
 
 if __name__ == '__main__':

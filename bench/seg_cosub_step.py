@@ -19,7 +19,7 @@ from mmengine.optim import OptimWrapper
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from bench.common import add_timing_args, apply_timing_args, device_name, print_table, time_round_robin, write_json  # noqa: E402
+from bench.common import add_common_args, apply_timing_args, device_name, print_table, time_round_robin, write_json  # noqa: E402
 from bench.compile_amp import seg_case  # noqa: E402
 
 VARIANTS = {
@@ -34,8 +34,7 @@ def main(argv=None):
     parser.add_argument('--drop-rates', type=float, nargs='+', default=[0.1, 0.45])
     parser.add_argument('--batch', type=int, default=8)
     parser.add_argument('--repeats', type=int, default=10)
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    add_timing_args(parser)
+    add_common_args(parser, 'seg_cosub_step')
     args = parser.parse_args(argv)
     timing = apply_timing_args(args)
     device = torch.device(args.device)
@@ -57,7 +56,7 @@ def main(argv=None):
                 f'UperNet fine-tuning step of the embedded default, batch {args.batch}, {device_name(device)}, '
                 f'{timing} (cost_vs_plain: 2 would be a doubled batch)')
     write_json('seg_cosub_step', rows, dict(device=device_name(device), timing=timing, repeats=args.repeats,
-                                            batch=args.batch))
+                                            batch=args.batch), args.out)
 
 
 if __name__ == '__main__':

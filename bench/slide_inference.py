@@ -5,10 +5,13 @@ at ADE20k's test scale (512x683: 2 windows) and the 1.75x scale of multi-scale t
 For each size: ``CosubEncoderDecoder`` with ``crop_batch_size='auto'`` first tunes its chunk on real calls, then it
 and mmseg's ``EncoderDecoder.slide_inference`` are timed round-robin; the logits of both are compared.
 
-    python bench/slide_inference.py [--sizes 512x683 896x1195] [--repeats 2] [--trials 1] [--amp]
+    python bench/slide_inference.py [--sizes 512x683 896x1195] [--repeats 2] [--trials 1] [--amp] [--tf32]
+        [--device cuda] [--out FILE]
 
-Writes bench/results/slide_inference.json: rows with ``size``, ``device``, ``speedup_vs_mmseg`` (images/s ratio),
-``max_abs_diff`` and the raw figures.
+fp32 means fp32 on a GPU too: TF32 is switched off (torch lets cuDNN convolutions use it by default), unless
+``--tf32``. A check-sized run: ``--sizes 512x683 --repeats 1``. Writes bench/results/slide_inference.json (or
+``--out``): rows with ``size``, ``device``, ``speedup_vs_mmseg`` (images/s ratio), ``max_abs_diff``, the raw
+figures, the TF32 switches, the machine and the torch / CUDA versions.
 """
 import argparse
 import os.path as osp
@@ -24,7 +27,8 @@ from mmseg.registry import MODELS
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import cosub_seg  # noqa: E402,F401  (registers the modules)
-from bench.common import add_timing_args, apply_timing_args, device_name, print_table, time_round_robin, write_json  # noqa: E402
+from bench.common import (add_common_args, apply_timing_args, cuda_flags, device_name, print_table,  # noqa: E402
+                          time_round_robin, write_json)
 from cosub_seg.models.slide import ChunkTuner, slide_windows  # noqa: E402
 
 
@@ -52,12 +56,14 @@ def main(argv=None):
     parser.add_argument('--trials', type=int, default=None, help='tuner measurements per chunk (default 1 on a '
                         'CPU, 2 on a GPU)')
     parser.add_argument('--channels', type=int, default=512, help="UPerHead channels (mmseg's recipe: 512)")
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--amp', action='store_true', help='bf16 autocast')
-    add_timing_args(parser)
+    parser.add_argument('--tf32', action='store_true', help="leave TF32 to torch's defaults on a GPU (fp32: off)")
+    add_common_args(parser, 'slide_inference')
     args = parser.parse_args(argv)
     timing = apply_timing_args(args)
     device = torch.device(args.device)
+    if not args.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     trials = args.trials or (1 if device.type == 'cpu' else 2)
     torch.manual_seed(0)
     model = build(args.channels, device)
@@ -98,8 +104,9 @@ def main(argv=None):
     for row in rows:
         ok = row['speedup_vs_mmseg'] >= floor and row['max_abs_diff'] <= tol
         print(f"{'met ' if ok else 'MISS'}  {row['size']}: speedup >= {floor} and max abs diff <= {tol}")
-    write_json('slide_inference', rows, dict(device_name=device_name(device), timing=timing, channels=args.channels,
-                                             amp='bf16' if args.amp else 'fp32', repeats=args.repeats))
+    meta = dict(device_name=device_name(device), timing=timing, channels=args.channels,
+                amp='bf16' if args.amp else 'fp32', repeats=args.repeats, **cuda_flags())
+    write_json('slide_inference', rows, meta, args.out)
 
 
 if __name__ == '__main__':

@@ -17,7 +17,7 @@ import timm
 import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from bench.common import add_timing_args, apply_timing_args, device_name, print_table, time_round_robin, write_json  # noqa: E402
+from bench.common import add_common_args, apply_timing_args, device_name, print_table, time_round_robin, write_json  # noqa: E402
 from cosub_seg.cosub import StochasticDepthConfig  # noqa: E402
 from cosub_seg.models.stochastic_depth import configure_stochastic_depth  # noqa: E402
 
@@ -36,8 +36,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--batch', type=int, default=64)
     parser.add_argument('--repeats', type=int, default=7)
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    add_timing_args(parser)
+    add_common_args(parser, 'stochastic_depth_breakeven')
     args = parser.parse_args(argv)
     timing = apply_timing_args(args)
     device = torch.device(args.device)
@@ -77,7 +76,7 @@ def main(argv=None):
         summary[name] = even if even is not None else f"> {own[-1]['drop_rate']}"
         print(f'break-even drop rate, {name}: {summary[name]}')
     write_json('stochastic_depth_breakeven', rows, dict(device=device_name(device), timing=timing, batch=args.batch,
-                                                         sampling='fixed', break_even=summary))
+                                                         sampling='fixed', break_even=summary), args.out)
 
 
 if __name__ == '__main__':
