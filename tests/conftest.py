@@ -4,6 +4,7 @@ import sys
 import tempfile
 
 import pytest
+import torch
 
 from cosub_seg.runtime import install
 
@@ -38,6 +39,19 @@ def python():
     return sys.executable
 
 
+NO_CUDA = 'needs CUDA: torch.cuda.is_available() is False'
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` are skipped, with the reason, where there is no CUDA device: a CPU machine reports them
+    as skipped (`pytest -m gpu`), never as passed."""
+    if torch.cuda.is_available():
+        return
+    for item in items:
+        if item.get_closest_marker('gpu'):
+            item.add_marker(pytest.mark.skip(reason=NO_CUDA))
+
+
 # Measured peak of the test files on disk during `make test` (the slow recipe tests save full-size checkpoints,
 # DeiT III-L's is ~5 GB with EMA and AdamW state, plus its best-accuracy copy): 12.1 GB. The check runs before any
 # test, so a disk that is too full fails in a second with the reason instead of with ENOSPC minutes later.
@@ -47,8 +61,8 @@ SLOW_TESTS_DISK_GB = 13
 def pytest_collection_finish(session):
     if session.config.option.collectonly:
         return
-    if not any(item.get_closest_marker('slow') for item in session.items):
-        return
+    if not any(item.get_closest_marker('slow') and not item.get_closest_marker('skip') for item in session.items):
+        return  # no slow test will run (GPU tests skipped without CUDA do not write)
     base = os.path.abspath(session.config.option.basetemp or tempfile.gettempdir())
     while not os.path.exists(base):
         base = os.path.dirname(base)

@@ -1,12 +1,16 @@
-"""Hooks that inject faults into a training run, for the reliability tests.
+"""Hooks that inject faults into a training run, for the reliability tests, and one that reports what a run is
+made of (for the GPU tests).
 
 A test writes a config that inherits a real one, imports this module (``custom_imports``, with tests/ on
 PYTHONPATH) and adds one of these hooks to ``default_hooks``.
 """
+import collections
 import os
 import signal
 
 import torch
+import torch.distributed as dist
+import torch.nn as nn
 from mmengine.dist import get_dist_info
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
@@ -60,3 +64,48 @@ class NonFiniteWeightsHook(Hook):
             model = runner.model.module if hasattr(runner.model, 'module') else runner.model
             with torch.no_grad():
                 next(model.parameters()).view(-1)[0] = float('nan')
+
+
+def _bare(model):
+    return model.module if hasattr(model, 'module') else model
+
+
+@HOOKS.register_module()
+class OverflowAtIterationsHook(Hook):
+    """Makes the classifier's logits infinite in training iterations ``iterations`` (1-based), so that the loss and
+    every gradient of those steps are non-finite: what an fp16 overflow does to a step. Logs the logits' dtype at
+    the first iteration (``probe: logits dtype ...``), which shows the autocast the run used."""
+
+    priority = 'LOWEST'
+
+    def __init__(self, iterations=()):
+        self.iterations = set(iterations)
+        self._handle = None
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        step = runner.iter + 1
+        poison = step in self.iterations
+
+        def hook(module, inputs, output):
+            if step == 1:
+                runner.logger.info(f'probe: logits dtype {output.dtype} on {output.device}')
+            return output * float('inf') if poison else output
+        self._handle = _bare(runner.model).backbone.register_forward_hook(hook)
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+
+@HOOKS.register_module()
+class RunProbeHook(Hook):
+    """Logs, before training, the distributed backend and world size and the normalisation layers the model was
+    built with: ``probe: backend=nccl world_size=1 norm layers: SyncBatchNorm x 7, LayerNorm x 25``."""
+
+    def before_train(self, runner):
+        backend = dist.get_backend() if dist.is_available() and dist.is_initialized() else 'none'
+        counts = collections.Counter(type(m).__name__ for m in _bare(runner.model).modules()
+                                     if isinstance(m, (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)))
+        layers = ', '.join(f'{name} x {count}' for name, count in sorted(counts.items()))
+        runner.logger.info(f'probe: backend={backend} world_size={get_dist_info()[1]} norm layers: {layers}')

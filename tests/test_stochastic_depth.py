@@ -178,22 +178,23 @@ def bn_in_eval(model):
             module.eval()
 
 
-@pytest.mark.parametrize('family', sorted(FAMILIES))
-def test_cosub_step_skipping_matches_masking_in_every_family(family):
-    """One cosub training step of CosubClassifier (float64): skipping gives the loss and gradients of masking for the
-    same kept rows. BatchNorm (RegNet, XCiT's patch interaction) uses its running statistics here, because with
-    skipping its batch statistics come from the kept rows only (tested separately)."""
+def skip_and_mask_cosub_steps(family, dtype=torch.float64, device='cpu'):
+    """One cosub training step of CosubClassifier with compute='mask' and with 'skip', from the same weights and the
+    same draws (the same seed before each step, on ``device``): {compute: (loss, {name: grad})}, the two models and
+    the input. BatchNorm (RegNet, XCiT's patch interaction) uses its running statistics here, because with skipping
+    its batch statistics come from the kept rows only (tested separately). tests/test_gpu.py runs it on CUDA."""
     arch, kwargs, size = FAMILIES[family]
     models = {}
     for compute in ('mask', 'skip'):
         torch.manual_seed(0)
         sd = dict(rate=0.5, schedule='constant', compute=compute)
-        models[compute] = CosubClassifier(arch, num_classes=4, model_kwargs=kwargs, stochastic_depth=sd).double()
+        model = CosubClassifier(arch, num_classes=4, model_kwargs=kwargs, stochastic_depth=sd)
+        models[compute] = model.to(device, dtype)
     models['skip'].load_state_dict(models['mask'].state_dict())
     blocks = [type(m) for m in models['skip'].modules() if type(m) in SKIPPING_BLOCKS.values()]
     assert blocks, f'no block of {arch} was switched to skipping'
-    x = torch.randn(3, 3, size, size, dtype=torch.float64)
-    target = torch.tensor([0, 1, 3])
+    x = torch.randn(3, 3, size, size, dtype=dtype).to(device)
+    target = torch.tensor([0, 1, 3], device=device)
     results = {}
     for compute, model in models.items():
         model.train()
@@ -203,10 +204,18 @@ def test_cosub_step_skipping_matches_masking_in_every_family(family):
         loss = cosub_loss(logits, target).total
         loss.backward()
         results[compute] = (loss.detach(), {n: p.grad for n, p in model.named_parameters()})
+    return results, models, x
+
+
+@pytest.mark.parametrize('family', sorted(FAMILIES))
+def test_cosub_step_skipping_matches_masking_in_every_family(family):
+    """One cosub training step (float64): skipping gives the loss and gradients of masking for the same kept rows."""
+    results, models, x = skip_and_mask_cosub_steps(family)
     torch.testing.assert_close(results['skip'][0], results['mask'][0], rtol=1e-10, atol=1e-12)
     for name, grad in results['mask'][1].items():
         torch.testing.assert_close(results['skip'][1][name], grad, rtol=1e-8, atol=1e-12, msg=name)
     # And in eval mode the converted network is timm's network.
+    arch, kwargs, _ = FAMILIES[family]
     reference = timm.create_model(arch, num_classes=4, **kwargs).double().eval()
     reference.load_state_dict(models['skip'].backbone.state_dict())
     models['skip'].eval()
