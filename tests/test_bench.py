@@ -1,0 +1,137 @@
+"""bench/ (issue 12, item 3): each GPU benchmark's main() at a tiny size on the CPU: argument handling, the table,
+the JSON's keys (the machine and versions included), and that every ratio it reports is the ratio of the raw figures
+it reports; bench/gpu_bench.sh refuses to run without CUDA. Fast, but for one memory probe (slow)."""
+import json
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+
+from helpers import ROOT
+
+sys.path.insert(0, ROOT)
+from bench import cosub_step, data_loading, seg_vs_mmseg, slide_inference  # noqa: E402
+
+ENVIRONMENT = {'gpu', 'cpu', 'torch', 'cuda', 'cudnn', 'python', 'date'}
+
+
+def read(path):
+    with open(path) as f:
+        rows = json.load(f)
+    assert rows and all(ENVIRONMENT <= row.keys() for row in rows)
+    assert all(row['gpu'] is None and row['cpu'] and row['torch'] for row in rows)  # measured on this CPU
+    return rows
+
+
+def ratio(a, b):
+    return pytest.approx(a / b, rel=2e-4, abs=1e-4)
+
+
+def test_cosub_step_reports_every_variant_and_ratios_of_its_figures(tmp_path, capsys):
+    out = str(tmp_path / 'cosub.json')
+    cosub_step.main(['--models', 'test_vit', '--img-size', '32', '--batch', '2', '--rates', '0.45', '--repeats', '1',
+                     '--variants', 'ours_fixed', '--threads', '1', '--no-memory', '--device', 'cpu', '--out', out])
+    [row] = read(out)
+    variants = ['plain', 'reference', 'ours', 'ours_fixed']  # the first three always, for the ratios and targets
+    assert row['variants'] == variants and row['model'] == 'test_vit' and row['batch'] == 2
+    for v in variants:
+        assert row[f'{v}_img_s'] == ratio(2, row[f'{v}_s'])
+        assert row[f'{v}_mfu'] is None  # no bf16 peak for a CPU
+    assert row['speedup_vs_reference'] == ratio(row['reference_s'], row['ours_s'])
+    assert row['cost_vs_plain'] == ratio(row['ours_s'], row['plain_s'])
+    assert row['reference_vs_plain'] == ratio(row['reference_s'], row['plain_s'])
+    assert row['ours_fixed_speedup_vs_reference'] == ratio(row['reference_s'], row['ours_fixed_s'])
+    assert row['ours_fixed_cost_vs_plain'] == ratio(row['ours_fixed_s'], row['plain_s'])
+    assert 0 < row['branch_share'] < 1 and row['gflops_per_image'] > 0
+    table = capsys.readouterr().out
+    assert 'cosub training step' in table and 'ours_fixed' in table and 'n/a' in table
+
+
+def test_model_flop_utilisation_uses_the_work_each_variant_computes():
+    assert cosub_step.peak_bf16_flops('NVIDIA H100 80GB HBM3') == 989e12
+    assert cosub_step.peak_bf16_flops('NVIDIA H200') == 989e12
+    assert cosub_step.peak_bf16_flops('NVIDIA H100 PCIe') == 756e12
+    assert cosub_step.peak_bf16_flops('Intel(R) Xeon(R) CPU') is None
+    assert cosub_step.executed_passes('plain', 0.45, 64, 0.9) == 1
+    assert cosub_step.executed_passes('reference', 0.45, 64, 0.9) == 2
+    # Skipping: the branches (90 % of the work) run on the kept rows: 1 - p of them, or round(128 * 0.55) = 70 of
+    # the 128 rows of a doubled batch of 64 with 'fixed' sampling.
+    assert cosub_step.executed_passes('ours', 0.45, 64, 0.9) == pytest.approx(2 * (0.1 + 0.9 * 0.55))
+    assert cosub_step.executed_passes('ours_fixed_compiled', 0.45, 64, 0.9) == pytest.approx(2 * (0.1 + 0.9 * 70 / 128))
+
+
+def test_seg_vs_mmseg_builds_both_configs_and_reports_time_ratios(tmp_path, capsys):
+    out = str(tmp_path / 'seg.json')
+    seg_vs_mmseg.main(['--tiny', '--size', '64', '--repeats', '1', '--threads', '1', '--no-memory', '--device', 'cpu',
+                       '--out', out])
+    rows = read(out)
+    assert [row['precision'] for row in rows] == ['fp32', 'amp (bfloat16)']
+    for row in rows:
+        assert row['time_ratio'] == ratio(row['ours_s'], row['mmseg_s'])
+        assert row['tiny'] is True and row['batch'] == 2 and row['size'] == 64
+        assert row['mmseg_config'].endswith('vit_deit-b16_mln_upernet_8xb2-160k_ade20k-512x512.py')
+    assert 'UperNet ViT-B training step' in capsys.readouterr().out
+
+
+def test_seg_vs_mmseg_builds_the_real_models_with_150_classes():
+    """The two configs as they are: mmseg's VisionTransformer against our TimmSegBackbone, the same heads."""
+    import torch
+    ours, _ = seg_vs_mmseg.build('ours', 64, 'fp32', None, torch.device('cpu'), tiny=False)
+    theirs, _ = seg_vs_mmseg.build('mmseg', 64, 'fp32', None, torch.device('cpu'), tiny=False)
+    assert type(ours.backbone).__name__ == 'TimmSegBackbone' and type(theirs.backbone).__name__ == 'VisionTransformer'
+    assert type(ours.decode_head) is type(theirs.decode_head) and type(ours.neck) is type(theirs.neck)
+    assert ours.decode_head.num_classes == theirs.decode_head.num_classes == 150
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(ours.decode_head) == count(theirs.decode_head)
+    assert count(ours.backbone) == pytest.approx(count(theirs.backbone), rel=0.01)  # ViT-B, 86 M either way
+
+
+@pytest.mark.slow
+def test_seg_vs_mmseg_memory_ratio_is_the_ratio_of_the_peaks(tmp_path):
+    out = str(tmp_path / 'seg.json')
+    seg_vs_mmseg.main(['--tiny', '--size', '64', '--repeats', '1', '--threads', '1', '--precisions', 'fp32',
+                       '--device', 'cpu', '--out', out])
+    [row] = read(out)
+    assert row['ours_peak_bytes'] > 0 and row['mmseg_peak_bytes'] > 0
+    assert row['memory_ratio'] == ratio(row['ours_peak_bytes'], row['mmseg_peak_bytes'])
+
+
+def test_slide_inference_reports_speedups_of_its_rates(tmp_path):
+    out = str(tmp_path / 'slide.json')
+    slide_inference.main(['--sizes', '64x96', '--channels', '16', '--repeats', '1', '--trials', '1', '--threads', '1',
+                          '--device', 'cpu', '--out', out])
+    [row] = read(out)
+    assert row['windows'] == 1 and row['max_abs_diff'] <= 1e-4
+    assert row['speedup_vs_mmseg'] == ratio(row['batched_img_s'], row['mmseg_img_s'])
+
+
+def test_data_loading_rates_of_both_pipelines(tmp_path):
+    out = str(tmp_path / 'data.json')
+    data_loading.main(['--workers', '1', '--batches', '1', '2', '--batch-size', '8', '2', '--images', '256', '8',
+                       '--root', str(tmp_path / 'data'), '--out', out])
+    rows = read(out)
+    assert [(r['pipeline'], r['workers']) for r in rows] == [('pretrain', 0), ('pretrain', 1), ('seg', 0), ('seg', 1)]
+    for row in rows:
+        assert row['images'] == (8 if row['pipeline'] == 'pretrain' else 4)
+        assert row['img_s'] == ratio(row['images'], row['seconds'])
+        assert row['img_s_per_worker'] == row['img_s']  # 0 workers: this process, one worker's rate
+    # The synthetic data follow the official layouts.
+    assert len(glob_count(tmp_path / 'data' / 'imagenet' / 'train', '*/*.JPEG')) == 256
+    ade = tmp_path / 'data' / 'ade' / 'ADEChallengeData2016'
+    assert len(glob_count(ade / 'images' / 'training', '*.jpg')) == len(glob_count(ade / 'annotations' / 'training',
+                                                                                   '*.png')) == 8
+
+
+def glob_count(folder, pattern):
+    return sorted(folder.glob(pattern))
+
+
+def test_gpu_bench_refuses_without_cuda(tmp_path):
+    """Without CUDA the script says so and exits non-zero (tools/gpu_check.sh relies on it), running nothing."""
+    proc = subprocess.run(['bash', osp.join(ROOT, 'bench', 'gpu_bench.sh'), str(tmp_path / 'out')],
+                          capture_output=True, text=True, env={'PATH': '/usr/bin:/bin', 'PYTHON': sys.executable,
+                                                               'CUDA_VISIBLE_DEVICES': ''})
+    assert proc.returncode == 1
+    assert 'no CUDA device (torch.cuda.is_available() is False' in proc.stderr
+    assert not list((tmp_path / 'out').iterdir())
