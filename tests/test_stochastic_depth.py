@@ -487,3 +487,40 @@ def test_vits_are_built_with_our_block_and_other_blocks_are_left_to_timm():
                                  num_heads=2, img_size=16, patch_size=8)
     assert all(type(b) is ParallelThingsBlock for b in parallel.blocks)
     assert {getattr(p, n).drop_prob for p, n in stochastic_depth_slots(parallel)} == {0.2}
+
+
+@pytest.mark.parametrize('family', sorted(FAMILIES))
+def test_every_branch_is_kept_or_dropped_per_sample_not_per_token(family, monkeypatch):
+    """Stochastic depth drops a branch for a whole sample: every draw of a training forward is for the batch's
+    samples (3), whatever shape a block gives its tensors in between (Swin flattens the tokens of its windows)."""
+    rows = []
+    draw = StochasticDepth.draw
+
+    def recording_draw(self, batch, device):
+        rows.append(batch)
+        return draw(self, batch, device)
+
+    monkeypatch.setattr(StochasticDepth, 'draw', recording_draw)
+    arch, kwargs, size = FAMILIES[family]
+    model = CosubClassifier(arch, num_classes=4, model_kwargs=kwargs,
+                            stochastic_depth=dict(rate=0.5, schedule='constant', compute='mask')).train()
+    model.backbone(torch.randn(3, 3, size, size))
+    slots = [m for m in model.modules() if isinstance(m, StochasticDepth) and m.drop_prob > 0]
+    assert slots and len(rows) >= len(slots)
+    assert set(rows) == {3}
+
+
+def test_a_regnet_bottleneck_without_a_shortcut_is_timms_block():
+    """RegNet blocks whose shortcut timm leaves out (downsample='' where the shape changes) have no residual and so
+    nothing to drop: our block computes timm's."""
+    from timm.models import regnet
+
+    from cosub_seg.models.stochastic_depth import RegNetBottleneck
+
+    torch.manual_seed(0)
+    reference = regnet.Bottleneck(8, 16, stride=2, downsample='', group_size=4).train()
+    ours = RegNetBottleneck(8, 16, stride=2, downsample='', group_size=4).train()
+    assert reference.downsample is None and ours.downsample is None
+    ours.load_state_dict(reference.state_dict())
+    x = torch.randn(2, 8, 8, 8)
+    torch.testing.assert_close(ours(x), reference(x), rtol=0, atol=0)
