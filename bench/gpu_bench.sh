@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The GPU benchmarks of issue 12 at check sizes (about 4 minutes on one H100, each under its own time limit), writing
-# OUTDIR/<benchmark>.json and OUTDIR/<benchmark>.log. tools/gpu_check.sh calls it; full-size runs are the scripts'
-# defaults (bench/results/*.json, see docs/benchmarks.md).
+# The GPU benchmarks of issue 12 at check sizes (sized for about 4 minutes on one H100, each under its own time
+# limit), writing OUTDIR/<benchmark>.json and OUTDIR/<benchmark>.log. tools/gpu_check.sh calls it; full-size runs are
+# the scripts' defaults (bench/results/*.json, see docs/benchmarks.md).
 #   bash bench/gpu_bench.sh OUTDIR
 # Exits non-zero without a CUDA device, and when any benchmark failed or ran out of time (the others still run).
 # PYTHON picks the interpreter (default: what tools/find_python.sh finds).
