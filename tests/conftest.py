@@ -12,14 +12,28 @@ from cosub_seg.runtime import install
 # `import cosub_seg` leaves untouched is checked in a fresh process (tests/test_runtime_patches.py).
 install()
 
-# Variables a cluster shell or an outer launcher may leave behind (CI once ran on a node whose environment named a
-# MASTER_ADDR it could not reach: every torchrun test waited 15 minutes for the store). The tests and the tools they
-# start must see the machine as a new user's shell does; a test that needs one of these sets it itself.
+# Variables a cluster shell or an outer launcher may leave behind (a MASTER_ADDR this machine cannot reach makes every
+# torchrun test wait 15 minutes for the store). The tests and the tools they start must see the machine as a new
+# user's shell does; a test that needs one of these sets it itself.
 LAUNCH_VARIABLES = ('MASTER_ADDR', 'MASTER_PORT', 'RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'LOCAL_WORLD_SIZE', 'GROUP_RANK',
                     'ROLE_RANK', 'NODE_RANK', 'NNODES', 'PORT')
 for _name in list(os.environ):
     if _name in LAUNCH_VARIABLES or _name.startswith(('SLURM_', 'TORCHELASTIC_', 'PET_')):
         del os.environ[_name]
+
+
+@pytest.fixture(autouse=True)
+def _environment_as_it_was():
+    """Every test ends with os.environ as it began: code under test may write it (the slurm set-up writes RANK and
+    MASTER_ADDR, prepare_run LOCAL_RANK and CUBLAS_WORKSPACE_CONFIG). monkeypatch.delenv of a variable that is not
+    set records nothing to undo, so such writes leaked: test_runtime_dist.py's MASTER_ADDR=node07 reached every later
+    torchrun test, which waited 15 minutes for a store on a host CI could not reach."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
