@@ -29,7 +29,8 @@ from cosub_seg.runtime import find_resumable_checkpoint
 from helpers import digits_options, run_tool, scalars, seg_options
 from test_models_slide import build_segmentor
 from test_stochastic_depth import FAMILIES, skip_and_mask_cosub_steps
-from test_tools_faults import ENV, PRETRAIN, SEG, assert_same_weights, derived_config, load, run
+from test_tools_faults import (ENV, PRETRAIN, SEG, assert_same_weights, derived_config, load,
+                               pretraining_with_ema_and_killed_at_7, run)
 from test_tools_seg import miou_of_saved_predictions
 
 pytestmark = pytest.mark.gpu
@@ -247,10 +248,7 @@ def test_pretraining_killed_on_cuda_resumes_to_identical_weights_in_deterministi
     algorithms; the tool sets CUBLAS_WORKSPACE_CONFIG, which older torch requires for it): killed with SIGKILL at
     iteration 7, after iter_6.pth, and resumed, the run ends with weights (EMA included) bit-identical to an
     uninterrupted run's."""
-    ema = "custom_hooks = [dict(type='EMAHook', momentum=0.01, update_buffers=True, priority='ABOVE_NORMAL')]\n"
-    plain = derived_config(tmp_path, PRETRAIN, ema, 'plain.py')
-    killed = derived_config(tmp_path, PRETRAIN, ema + 'default_hooks = dict(kill=dict(type="KillAtIterationHook", '
-                            'iteration=7))\n', 'killed.py')
+    plain, killed = pretraining_with_ema_and_killed_at_7(tmp_path)
     options = digits_options(digits_root, epochs=2, per_epoch_images=16) + [
         'default_hooks.checkpoint.by_epoch=False', 'default_hooks.checkpoint.interval=3',
         'default_hooks.checkpoint.max_keep_ckpts=2']

@@ -60,13 +60,19 @@ def assert_same_weights(a_path, b_path, keys=('state_dict', 'ema_state_dict')):
 # ---------------------------------------------------------------------------------------------- kill and resume
 
 
-def test_pretraining_killed_after_a_checkpoint_resumes_to_identical_weights(digits_root, tmp_path, python):
-    """Epoch-based loop, EMA, 2 persistent workers, checkpoints every 3 iterations (inside epochs): killed with
-    SIGKILL at iteration 7, after iter_6.pth; resuming gives bit-identical final weights."""
+def pretraining_with_ema_and_killed_at_7(tmp_path):
+    """The digits pretraining config with EMA, and the same killed by SIGKILL at iteration 7 (tests/test_gpu.py too)."""
     ema = "custom_hooks = [dict(type='EMAHook', momentum=0.01, update_buffers=True, priority='ABOVE_NORMAL')]\n"
     plain = derived_config(tmp_path, PRETRAIN, ema, 'plain.py')
     killed = derived_config(tmp_path, PRETRAIN, ema + 'default_hooks = dict(kill=dict(type="KillAtIterationHook", '
                             'iteration=7))\n', 'killed.py')
+    return plain, killed
+
+
+def test_pretraining_killed_after_a_checkpoint_resumes_to_identical_weights(digits_root, tmp_path, python):
+    """Epoch-based loop, EMA, 2 persistent workers, checkpoints every 3 iterations (inside epochs): killed with
+    SIGKILL at iteration 7, after iter_6.pth; resuming gives bit-identical final weights."""
+    plain, killed = pretraining_with_ema_and_killed_at_7(tmp_path)
     options = digits_options(digits_root, epochs=2, per_epoch_images=16) + [
         'train_dataloader.num_workers=2', 'train_dataloader.persistent_workers=True',
         'default_hooks.checkpoint.by_epoch=False', 'default_hooks.checkpoint.interval=3',
