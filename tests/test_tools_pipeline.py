@@ -97,7 +97,8 @@ def test_pictures_are_pngs_of_the_expected_size(pipeline_run):
     assert png_size(osp.join(work_dir, pictures['confusion_matrix'])) == (900, 800)
     assert len(pictures['overlays']) == 2
     for path in pictures['overlays']:
-        assert png_size(osp.join(work_dir, path)) == (3 * 128, 128)  # image | truth | prediction of a scene
+        # image | truth | prediction | errors of a 128x128 scene at 3x, header and legend (test_visualization.py)
+        assert png_size(osp.join(work_dir, path)) == (4 * 384 + 3 * 8, 28 + 384 + 64)
 
 
 @pytest.mark.slow

@@ -146,8 +146,9 @@ def test_test_seg_tta_writes_predictions_and_overlays(pretrained, scenes, tmp_pa
                                                             abs=0.005 + 1e-6)
     overlays = glob.glob(str(show / '**' / '*.png'), recursive=True)
     assert overlays
-    # The seg runtime's SideBySideSegVisualizer: image | ground truth | prediction of a 128x128 scene.
-    assert all(cv2.imread(path).shape == (128, 3 * 128, 3) for path in overlays)
+    # The seg runtime's SideBySideSegVisualizer: image | ground truth | prediction | errors of a 128x128 scene, each
+    # panel 384 pixels (3x), 8-pixel gaps, a 28-pixel header and a legend of 13 entries in 2 rows (64 pixels).
+    assert all(cv2.imread(path).shape == (28 + 384 + 64, 4 * 384 + 3 * 8, 3) for path in overlays)
 
 
 @pytest.mark.slow
@@ -174,7 +175,8 @@ def test_mmseg_test_tool_show_dir_writes_one_picture_per_validation_image(python
     pictures = sorted(glob.glob(str(show / '**' / '*.png'), recursive=True))
     # 7 images in batches of 3 (3 batches): every image once, named after it.
     assert sorted(osp.basename(p) for p in pictures) == [f'test_digitscene_val_{i:05d}.jpg_0.png' for i in range(7)]
-    assert all(cv2.imread(p).shape == (128, 3 * 128, 3) for p in pictures)  # image | truth | prediction
+    # image | truth | prediction | errors, 384 pixels each, with header and legend (test_visualization.py)
+    assert all(cv2.imread(p).shape == (28 + 384 + 64, 4 * 384 + 3 * 8, 3) for p in pictures)
 
 
 @pytest.mark.slow

@@ -276,8 +276,7 @@ def draw_pictures(dirs: dict, metrics: dict, segmentor: dict, num_overlays: int,
     model = init_model(segmentor['config'], segmentor['checkpoint'], device='cpu')
     with DefaultScope.overwrite_default_scope('mmseg'):
         dataset = SEG_DATASETS.build(model.cfg.test_dataloader.dataset)
-    pictures['overlays'] = draw_predictions(model, dataset, osp.join(out, 'overlays'), num_overlays,
-                                            with_labels=True)
+    pictures['overlays'] = draw_predictions(model, dataset, osp.join(out, 'overlays'), num_overlays)
     return pictures
 
 

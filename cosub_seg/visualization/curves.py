@@ -55,7 +55,9 @@ def split_records(records: Sequence[dict]) -> Tuple[List[dict], List[dict]]:
 def plot_training_curves(records: Sequence[dict], out_file: str, title: Optional[str] = None,
                          figsize: Tuple[float, float] = (15, 4), dpi: int = 100) -> str:
     """Three panels over training iterations: every loss term, the learning rate, and the validation metrics
-    (top-1 / top-5 or mIoU / mAcc / aAcc). Writes a PNG of ``figsize * dpi`` pixels and returns its path."""
+    (top-1 / top-5 or mIoU / mAcc / aAcc), one marker per evaluation (an epoch-based run's at the last iteration of
+    its epoch, an iteration-based run's at its iteration) and the last value of each written next to it. Writes a
+    PNG of ``figsize * dpi`` pixels and returns its path."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -78,8 +80,15 @@ def plot_training_curves(records: Sequence[dict], out_file: str, title: Optional
     for key in HEADLINE_METRICS:
         points = [(r['iter'], r[key]) for r in val if key in r]
         if points:
-            ax_val.plot(*zip(*points), marker='o', label=key)
-    ax_val.set(title='validation', xlabel='iteration', ylabel='%')
+            [line] = ax_val.plot(*zip(*points), marker='o', markersize=5, linewidth=1.5, label=key)
+            # The last value written next to its point, in the line's colour.
+            ax_val.annotate(f'{points[-1][1]:.1f}', points[-1], xytext=(4, 4), textcoords='offset points',
+                            color=line.get_color(), fontsize='small', fontweight='bold')
+    ax_val.set(title=f'validation ({len(val)} evaluations)' if val else 'validation', xlabel='iteration',
+               ylabel='%')
+    if val:
+        # Room for the annotation of the last point, and an axis that starts at the run's start.
+        ax_val.set_xlim(left=0, right=max(r['iter'] for r in [*train, *val]) * 1.08)
     if val:
         ax_val.legend(fontsize='small')
     else:
