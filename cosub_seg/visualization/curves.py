@@ -89,6 +89,7 @@ def plot_training_curves(records: Sequence[dict], out_file: str, title: Optional
     if val:
         # Room for the annotation of the last point, and an axis that starts at the run's start.
         ax_val.set_xlim(left=0, right=max(r['iter'] for r in [*train, *val]) * 1.08)
+        ax_val.margins(y=0.1)
     if val:
         ax_val.legend(fontsize='small')
     else:
