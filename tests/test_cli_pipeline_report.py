@@ -1,8 +1,18 @@
-"""cosub_seg/cli/pipeline_report.py: the pipeline's report structure, its JSON keys and the lines of its Markdown,
-on values written in the test (the pipeline's end-to-end run is in the slow pipeline tests)."""
+"""cosub_seg/cli/pipeline_report.py: the pipeline's report structure, its JSON keys, its headline and the lines of
+its Markdown, on values written in the test; and the report cli/pipeline.py writes with its stages replaced by fakes
+(no machine path in it or in the commands it prints). The pipeline's end-to-end run is in the slow pipeline
+tests."""
+import argparse
 import json
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
 
-from cosub_seg.cli.pipeline_report import Checkpoints, Configs, ConfusionMatrix, PipelineReport
+from cosub_seg.cli.pipeline_report import Checkpoints, Configs, ConfusionMatrix, PipelineReport, RandomInit, Setup
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def report(**changes):
@@ -27,9 +37,9 @@ def report(**changes):
 
 def test_json_has_the_report_keys_and_the_nested_values():
     data = json.loads(json.dumps(report().to_json()))
-    assert set(data) == {'top1', 'top5', 'top1_at_epoch', 'mIoU', 'aAcc', 'mAcc', 'per_class_iou', 'confusion_matrix',
-                         'wall_time_s', 'configs', 'checkpoints', 'exports', 'pictures', 'notes', 'paths_relative_to',
-                         'commands', 'environment'}
+    assert set(data) == {'headline', 'top1', 'top5', 'top1_at_epoch', 'mIoU', 'aAcc', 'mAcc', 'per_class_iou',
+                         'confusion_matrix', 'wall_time_s', 'configs', 'checkpoints', 'exports', 'pictures', 'notes',
+                         'paths_relative_to', 'commands', 'environment', 'setup', 'random_init'}
     assert data['confusion_matrix'] == dict(classes=['background', 'digit 0'], counts=[[9, 1], [2, 3]],
                                             rows='ground truth', columns='prediction')
     assert data['checkpoints'] == dict(pretrain='pretrain/epoch_25.pth', pretrain_choice='last',
@@ -55,3 +65,199 @@ def test_summary_names_the_report_and_the_totals():
     text = report().summary('work_dirs/demo')
     assert 'report       work_dirs/demo/report.md (pictures in work_dirs/demo/pictures/)' in text
     assert 'per-class IoU: background 95.0, digit 0 12.3' in text and 'total        650 s' in text
+
+
+def test_headline_says_what_was_done_and_what_it_means():
+    setup = Setup(backbone='deit3_small_patch16_224 (depth=6)', submodels=2, pretrain_data='ImageFolderDataset '
+                  '(data/digits)', pretrain_length='25 epochs', segmentor='UperNet',
+                  seg_data='DigitScenesDataset (data/digit_scenes)', seg_length='2000 iterations',
+                  eval_split='validation')
+    assert report(setup=setup).headline() == [
+        'Pretrained deit3_small_patch16_224 (depth=6) with cosub (k=2) on ImageFolderDataset (data/digits) for 25 '
+        'epochs: validation top-1 93.61 % (epoch 25, the checkpoint handed over).',
+        'Fine-tuned UperNet on DigitScenesDataset (data/digit_scenes) for 2000 iterations from that backbone: mIoU '
+        '41.24 on the validation images (weakest class digit 0: 12.35 IoU).',
+        'Not compared with random initialisation (--compare-random-init measures what pretraining adds; it doubles '
+        'the fine-tuning time).']
+    random_init = RandomInit(mIoU=30.0, aAcc=80.0, mAcc=40.0, per_class_iou={'background': 90.0, 'digit 0': 2.0},
+                             gap=11.236, config_as_run='seg_random_init/s.py',
+                             checkpoint='seg_random_init/iter_2000.pth')
+    measured = report(setup=setup, random_init=random_init)
+    assert measured.headline()[2] == ('From random initialisation the same fine-tuning reaches mIoU 30.00: '
+                                      'pretraining adds +11.24 mIoU.')
+    lines = measured.markdown().splitlines()
+    assert lines[:5] == ['# cosub_seg pipeline report', '', *measured.headline()[:3]]
+    assert '| digit 0 | 12.35 | 2.00 | +10.35 |' in lines
+    assert any(line.startswith('| fine-tuning and evaluation from random initialisation |') and
+               'mIoU 30.00 (pretraining: +11.24)' in line for line in lines)
+    assert measured.summary('work_dirs/demo').splitlines()[2:5] == measured.headline()
+    assert json.loads(json.dumps(measured.to_json()))['random_init']['gap'] == 11.236
+    worse = RandomInit(**dict(random_init.__dict__, gap=-1.5))
+    assert report(random_init=worse).headline()[2].endswith(': pretraining costs 1.50 mIoU.')
+    # Without the setup (configs unreadable): general words, the same numbers.
+    assert report().headline()[0] == ('Pretrained the backbone with cosub: validation top-1 93.61 % (epoch 25, the '
+                                      'checkpoint handed over).')
+
+
+# ---------------------------------------------------------------------------------------------- the report written
+
+
+PRETRAIN_CONFIG = 'configs/pretrain/cosub_deit3-tiny_digits.py'
+SEG_CONFIG = 'configs/seg/upernet_cosub-deit3-tiny_digitscenes.py'
+ABSOLUTE = re.compile(r'''(?:^|[\s`'"=(\[,:])/''')  # a path from the root: '/' at the start of a word
+
+
+def _fake_stages(monkeypatch, ran):
+    """The pipeline's stages without training: each 'process' writes what the real one leaves for the pipeline (the
+    config as run, MMEngine's last_checkpoint with an absolute path, scalars.json, the evaluation's JSON); exports
+    and pictures return paths as the real ones do."""
+    from mmengine.config import Config, DictAction
+    from cosub_seg import convert
+    from cosub_seg.cli import pipeline
+
+    def run(command, **kwargs):
+        module, args = command[2], command[3:]
+        ran.append(command)
+        work_dir = args[args.index('--work-dir') + 1]
+        os.makedirs(osp.join(work_dir, '20260101_000000', 'vis_data'), exist_ok=True)
+        if module in ('cosub_seg.cli.pretrain', 'cosub_seg.cli.train_seg'):
+            parser = argparse.ArgumentParser()
+            parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
+            cfg = Config.fromfile(args[0])
+            cfg.merge_from_dict(parser.parse_known_args(args[1:])[0].cfg_options)
+            cfg.dump(osp.join(work_dir, osp.basename(args[0])))
+            name = 'epoch_25.pth' if module.endswith('pretrain') else 'iter_2000.pth'
+            open(osp.join(work_dir, name), 'wb').close()
+            with open(osp.join(work_dir, 'last_checkpoint'), 'w') as f:
+                f.write(osp.abspath(osp.join(work_dir, name)))  # as MMEngine writes it
+            records = ([{'loss': 1.0, 'lr': 0.1, 'iter': 1, 'step': 1}, {'accuracy/top1': 93.5, 'step': 25}]
+                       if module.endswith('pretrain') else [{'loss': 1.0, 'lr': 0.1, 'iter': 1, 'step': 1}])
+        else:
+            random = 'random' in work_dir
+            metrics = {'aAcc': 90.0, 'mIoU': 30.0 if random else 41.5, 'mAcc': 50.0, 'IoU.background': 95.0,
+                       'IoU.digit 0': 5.0 if random else 12.0}
+            if '--confusion-matrix' in args:
+                metrics['confusion_matrix'] = [[9, 1], [2, 3]]
+            with open(osp.join(work_dir, '20260101_000000', '20260101_000000.json'), 'w') as f:
+                json.dump(metrics, f)
+            records = []
+        with open(osp.join(work_dir, '20260101_000000', 'vis_data', 'scalars.json'), 'w') as f:
+            f.writelines(json.dumps(r) + '\n' for r in records)
+        return subprocess.CompletedProcess(command, 0)
+
+    def export_backbone(config, checkpoint, out_dir):
+        return dict(weights=osp.join(out_dir, 'model.safetensors'), config=osp.join(out_dir, 'config.json'),
+                    weights_kind='EMA')
+
+    def export_segmentor(config, checkpoint, out_dir):
+        name = osp.splitext(osp.basename(config))[0]
+        return dict(config=osp.join(out_dir, f'{name}.py'), checkpoint=osp.join(out_dir, f'{name}.pth'))
+
+    def draw_pictures(dirs, metrics, segmentor, num_overlays, notes, random_init=False):
+        out = dirs['pictures']
+        return dict(per_class_iou=osp.join(out, 'per_class_iou.png'), overlays=[osp.join(out, 'overlays', 'a.png')])
+
+    monkeypatch.setattr(pipeline.subprocess, 'run', run)
+    monkeypatch.setattr(convert, 'export_backbone', export_backbone)
+    monkeypatch.setattr(convert, 'export_segmentor', export_segmentor)
+    monkeypatch.setattr(pipeline, 'draw_pictures', draw_pictures)
+
+
+def _strings(value):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield k
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+    elif isinstance(value, str):
+        yield value
+
+
+def test_report_of_a_work_dir_under_the_repository_holds_no_machine_path(tmp_path, monkeypatch, capsys):
+    """The pipeline run from a repository root (here a temporary one: its configs/ a link to ours) with every path
+    given absolute, and MMEngine's absolute last_checkpoint: report.md, report.json and the printed commands name
+    every file relative to the root, and the interpreter as .venv/bin/python. The stages are fakes
+    (_fake_stages); the hand-off and the random-initialisation stage are what they would run."""
+    from cosub_seg.cli import pipeline
+    root = tmp_path / 'repo'
+    root.mkdir()
+    (root / 'configs').symlink_to(osp.join(ROOT, 'configs'))
+    monkeypatch.chdir(root)
+    monkeypatch.setattr(sys, 'executable', str(root / '.venv' / 'bin' / 'python'))
+    ran = []
+    _fake_stages(monkeypatch, ran)
+    work_dir = root / 'work_dirs' / 'run'
+    scenes = root / 'data' / 'scenes'
+    pipeline.main([str(root / PRETRAIN_CONFIG), str(root / SEG_CONFIG), '--work-dir', str(work_dir),
+                   '--compare-random-init', '--seg-options', f'train_dataloader.dataset.dataset.data_root={scenes}',
+                   '--pretrain-options', 'train_cfg.max_epochs=25'])
+    printed = capsys.readouterr().out
+    markdown = (work_dir / 'report.md').read_text()
+    data = json.loads((work_dir / 'report.json').read_text())
+    for text in (markdown, json.dumps(data), printed):
+        assert str(tmp_path) not in text and not ABSOLUTE.search(text), ABSOLUTE.search(text)
+    assert not [s for s in _strings(data) if s.startswith('/')]
+    # The commands as printed and reported: run from the root, paths relative to it.
+    python = '.venv/bin/python'
+    seg = 'configs/seg/upernet_cosub-deit3-tiny_digitscenes.py'
+    expected = [
+        dict(stage='pretraining', command=f'{python} -m cosub_seg.cli.pretrain {PRETRAIN_CONFIG} --work-dir '
+             'work_dirs/run/pretrain --cfg-options train_cfg.max_epochs=25'),
+        dict(stage='fine-tuning', command=f'{python} -m cosub_seg.cli.train_seg {seg} --work-dir work_dirs/run/seg '
+             '--cfg-options train_dataloader.dataset.dataset.data_root=data/scenes '
+             'model.backbone.init_cfg.type=Pretrained '
+             'model.backbone.init_cfg.checkpoint=work_dirs/run/pretrain/epoch_25.pth'),
+        dict(stage='evaluation', command=f'{python} -m cosub_seg.cli.test_seg '
+             'work_dirs/run/export/segmentor/upernet_cosub-deit3-tiny_digitscenes.py '
+             'work_dirs/run/export/segmentor/upernet_cosub-deit3-tiny_digitscenes.pth --work-dir work_dirs/run/eval '
+             '--confusion-matrix'),
+        dict(stage='fine-tuning from random initialisation', command=f'{python} -m cosub_seg.cli.train_seg {seg} '
+             '--work-dir work_dirs/run/seg_random_init --cfg-options '
+             'train_dataloader.dataset.dataset.data_root=data/scenes model.backbone.init_cfg=None'),
+        dict(stage='evaluation from random initialisation', command=f'{python} -m cosub_seg.cli.test_seg '
+             'work_dirs/run/seg_random_init/upernet_cosub-deit3-tiny_digitscenes.py '
+             'work_dirs/run/seg_random_init/iter_2000.pth --work-dir work_dirs/run/eval_random_init'),
+    ]
+    assert data['commands'] == expected
+    for command in expected:
+        assert f'== {command["stage"]}: {command["command"]}\n' in printed
+        assert f'- {command["stage"]}: `{command["command"]}`' in markdown.splitlines()
+    # What ran: the same arguments, except the absolute paths the user gave; the hand-off is relative to the root
+    # (the config as run keeps no machine path).
+    assert ran[1][-1] == 'model.backbone.init_cfg.checkpoint=work_dirs/run/pretrain/epoch_25.pth'
+    assert ran[3][-1] == 'model.backbone.init_cfg=None' and ran[4][4] == 'work_dirs/run/seg_random_init/iter_2000.pth'
+    from mmengine.config import Config
+    random_as_run = Config.fromfile(str(work_dir / 'seg_random_init' / osp.basename(SEG_CONFIG)))
+    assert random_as_run.model.backbone.init_cfg is None  # MMEngine reads the option as None: random weights
+    assert data['paths_relative_to'] == 'the repository root'
+    assert data['checkpoints'] == dict(pretrain='work_dirs/run/pretrain/epoch_25.pth', pretrain_choice='last',
+                                       seg='work_dirs/run/seg/iter_2000.pth')
+    assert data['configs']['pretrain'] == PRETRAIN_CONFIG and data['configs']['seg_options'] == [
+        'train_dataloader.dataset.dataset.data_root=data/scenes']
+    assert data['pictures'] == dict(per_class_iou='pictures/per_class_iou.png', overlays=['pictures/overlays/a.png'])
+    # The first lines say what was done and what came of it: top-1, mIoU and its weakest class, the gap.
+    assert data['random_init']['mIoU'] == 30.0 and data['random_init']['gap'] == 11.5
+    assert data['random_init']['checkpoint'] == 'work_dirs/run/seg_random_init/iter_2000.pth'
+    headline = [
+        # (the model_kwargs in the order of the config as run: MMEngine dumps it sorted)
+        'Pretrained deit3_small_patch16_224 (depth=6, embed_dim=128, img_size=32, num_heads=4, patch_size=8) with '
+        'cosub (k=2) on ImageFolderDataset (data/digits) for 25 epochs: validation top-1 93.50 % (epoch 25, the '
+        'checkpoint handed over).',
+        'Fine-tuned UperNet on DigitScenesDataset (data/scenes) for 2000 iterations from that backbone: mIoU 41.50 '
+        'on the validation images (weakest class digit 0: 12.00 IoU).',
+        'From random initialisation the same fine-tuning reaches mIoU 30.00: pretraining adds +11.50 mIoU.']
+    assert data['headline'] == headline
+    assert markdown.splitlines()[:5] == ['# cosub_seg pipeline report', '', *headline]
+    assert '\n'.join(headline) in printed and 'report       work_dirs/run/report.md' in printed
+
+
+def test_commands_of_a_python_outside_the_repository_say_python(tmp_path, monkeypatch):
+    from cosub_seg.cli import pipeline
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, 'executable', '/usr/bin/python3.11')
+    assert pipeline.stage_command('cosub_seg.cli.test_seg', [str(tmp_path / 'a.py'), 'k=/x/y', '--flag']) == (
+        f'python -m cosub_seg.cli.test_seg a.py k={osp.relpath("/x/y")} --flag')
+    monkeypatch.setattr(sys, 'executable', str(tmp_path / 'env' / 'bin' / 'python'))
+    assert pipeline.interpreter() == 'env/bin/python'

@@ -12,6 +12,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
+from cosub_seg.cli.pipeline import read_test_metrics
 from cosub_seg.datasets.digit_scenes import write_digit_scenes
 from cosub_seg.registry import MODELS
 
@@ -20,9 +21,9 @@ from helpers import digits_options, png_size, run_tool, scalars, seg_options, ow
 PRETRAIN_CONFIG = 'configs/pretrain/cosub_deit3-tiny_digits.py'
 SEG_CONFIG = 'configs/seg/upernet_cosub-deit3-tiny_digitscenes.py'
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-REPORT_KEYS = {'top1', 'top5', 'top1_at_epoch', 'mIoU', 'aAcc', 'mAcc', 'per_class_iou', 'confusion_matrix',
-               'wall_time_s', 'configs', 'checkpoints', 'exports', 'pictures', 'notes', 'paths_relative_to',
-               'commands', 'environment'}
+REPORT_KEYS = {'headline', 'top1', 'top5', 'top1_at_epoch', 'mIoU', 'aAcc', 'mAcc', 'per_class_iou',
+               'confusion_matrix', 'wall_time_s', 'configs', 'checkpoints', 'exports', 'pictures', 'notes',
+               'paths_relative_to', 'commands', 'environment', 'setup', 'random_init'}
 
 
 CLASSES = ['background'] + [f'digit {i}' for i in range(10)]
@@ -35,7 +36,7 @@ def pipeline_run(digits_root, tmp_path_factory, python):
     work_dir = str(tmp_path_factory.mktemp('pipeline'))
     iters = 2
     proc = run_tool([python, 'tools/pipeline.py', PRETRAIN_CONFIG, SEG_CONFIG, '--work-dir', work_dir,
-                     '--tensorboard', '--num-overlays', '2',
+                     '--tensorboard', '--num-overlays', '2', '--compare-random-init',
                      '--pretrain-options', *digits_options(digits_root, epochs=1),
                      '--seg-options', *seg_options(scenes, iters=iters)])
     with open(osp.join(work_dir, 'report.json')) as f:
@@ -47,7 +48,8 @@ def pipeline_run(digits_root, tmp_path_factory, python):
 def test_report_files_hold_the_expected_keys_and_numbers(pipeline_run):
     report, work_dir = pipeline_run['report'], pipeline_run['work_dir']
     assert set(report) == REPORT_KEYS
-    assert set(report['wall_time_s']) == {'pretrain', 'finetune', 'export', 'evaluate', 'pictures', 'total'}
+    assert set(report['wall_time_s']) == {'pretrain', 'finetune', 'export', 'evaluate', 'pictures', 'total',
+                                          'finetune_random_init', 'evaluate_random_init'}
     # top-1 is the pretraining's validation at the epoch of the checkpoint handed over (epoch 1 of 1).
     val = [r for r in scalars(osp.join(work_dir, 'pretrain')) if 'accuracy/top1' in r]
     # No absolute paths: files of a work dir outside the repository are relative to the report's folder.
@@ -82,10 +84,28 @@ def test_report_files_hold_the_expected_keys_and_numbers(pipeline_run):
         markdown = f.read()
     assert f'mIoU {report["mIoU"]:.2f}' in markdown and f'val top-1 {report["top1"]:.2f} %' in markdown
     pictures = report['pictures']
-    for path in [pictures['pretrain_curves'], pictures['finetune_curves'], pictures['per_class_iou'],
+    for path in [pictures['pretrain_curves'], pictures['finetune_curves'], pictures['finetune_random_init_curves'],
+                 pictures['per_class_iou'],
                  pictures['confusion_matrix'], *pictures['overlays']]:
         assert f']({path})' in markdown
     assert 'mIoU' in pipeline_run['stdout'] and 'report.md' in pipeline_run['stdout']
+    # The first lines say what was done and what came of it, the gap to random initialisation included.
+    random_init = report['random_init']
+    eval_random = read_test_metrics(osp.join(work_dir, 'eval_random_init'))
+    assert random_init['mIoU'] == eval_random['mIoU']
+    assert random_init['gap'] == pytest.approx(report['mIoU'] - random_init['mIoU'], abs=1e-4)
+    assert random_init['checkpoint'] == osp.join('seg_random_init', 'iter_2.pth')
+    assert Config.fromfile(osp.join(work_dir, random_init['config_as_run'])).model.backbone.init_cfg is None
+    assert markdown.splitlines()[2:5] == report['headline']
+    assert report['headline'][0].startswith('Pretrained deit3_small_patch16_224 (') and (
+        f'validation top-1 {report["top1"]:.2f} %' in report['headline'][0])
+    assert f'for 2 iterations from that backbone: mIoU {report["mIoU"]:.2f}' in report['headline'][1]
+    assert f'reaches mIoU {random_init["mIoU"]:.2f}' in report['headline'][2]
+    assert '\n'.join(report['headline']) in pipeline_run['stdout']
+    # Commands as run from the repository root: no absolute path (the work dir is outside it: '../'), the
+    # interpreter of the repository's .venv by its relative path.
+    for command in report['commands']:
+        assert not [word for word in command['command'].split() if word.startswith('/') or '=/' in word]
 
 
 @pytest.mark.slow
@@ -93,6 +113,7 @@ def test_pictures_are_pngs_of_the_expected_size(pipeline_run):
     pictures, work_dir = pipeline_run['report']['pictures'], pipeline_run['work_dir']
     assert png_size(osp.join(work_dir, pictures['pretrain_curves'])) == (1500, 400)
     assert png_size(osp.join(work_dir, pictures['finetune_curves'])) == (1500, 400)
+    assert png_size(osp.join(work_dir, pictures['finetune_random_init_curves'])) == (1500, 400)
     assert png_size(osp.join(work_dir, pictures['per_class_iou'])) == (800, 375)  # 11 classes: 0.25 * 11 + 1 in
     assert png_size(osp.join(work_dir, pictures['confusion_matrix'])) == (900, 800)
     assert len(pictures['overlays']) == 2

@@ -3,20 +3,29 @@ r"""One command from a pretraining config to a segmentation report.
 pretraining -> the checkpoint handed to the segmentation config -> fine-tuning -> export (timm safetensors for the
 backbone, mmseg init_model files for the segmentor) -> evaluation of the exported segmentor -> pictures ->
 report.md + report.json. Each training or evaluation stage runs as its own process, the same command a user would
-type (printed before it starts), so a failed stage can be rerun by hand.
+type (printed before it starts, its paths relative to the repository root, where the pipeline runs), so a failed
+stage can be rerun by hand.
+
+With --compare-random-init the fine-tuning runs a second time with the same config and options but a randomly
+initialised backbone (model.backbone.init_cfg=None), is evaluated the same way, and the report gives both mIoUs and
+what pretraining adds. It doubles the fine-tuning time, so it is off by default.
 
 Examples:
     cosub-pipeline configs/pretrain/cosub_deit3-tiny_digits.py configs/seg/upernet_cosub-deit3-tiny_digitscenes.py
     python tools/pipeline.py PRETRAIN_CONFIG SEG_CONFIG --work-dir work_dirs/run1 --tensorboard \
-        --pretrain-options train_cfg.max_epochs=5 --seg-options train_cfg.max_iters=500
+        --pretrain-options train_cfg.max_epochs=5 --seg-options train_cfg.max_iters=500 --compare-random-init
 
 What WORK_DIR holds afterwards:
     pretrain/  seg/        the two training runs (logs, scalars.json, checkpoints, the configs as run)
     export/backbone/       model.safetensors + config.json: timm.create_model('local-dir:...', pretrained=True)
     export/segmentor/      <seg config>.py + .pth: mmseg.apis.init_model(config, checkpoint)
     eval/                  the evaluation log (metrics and confusion matrix in its JSON)
-    pictures/              training curves, per-class IoU, confusion matrix, overlays/ (image | truth | prediction)
-    report.md  report.json
+    seg_random_init/  eval_random_init/   with --compare-random-init: the fine-tuning from random weights, its
+                           evaluation
+    pictures/              training curves (validation at every evaluation), per-class IoU, confusion matrix,
+                           overlays/ (image | truth | prediction | errors, at least 384 px a panel, class legend)
+    report.md  report.json its first lines say what was done and what came of it: the backbone's top-1, the mIoU
+                           and its weakest class, and what pretraining adds over random initialisation if measured
 """
 import argparse
 import glob
@@ -32,7 +41,8 @@ import time
 from typing import Dict, List, Optional
 
 from cosub_seg.cli import tool
-from cosub_seg.cli.pipeline_report import Checkpoints, Configs, ConfusionMatrix, PipelineReport
+from cosub_seg.cli.pipeline_report import (Checkpoints, Configs, ConfusionMatrix, PipelineReport, RandomInit,
+                                           Setup)
 from cosub_seg.errors import DEBUG_HELP, MissingFileError
 
 
@@ -50,6 +60,10 @@ def parse_args(argv=None):
     parser.add_argument('--amp', action='store_true', help='mixed precision in both training stages')
     parser.add_argument('--tensorboard', action='store_true', help='also log both training stages to TensorBoard')
     parser.add_argument('--num-overlays', type=int, default=4, help='validation images drawn (default: 4)')
+    parser.add_argument('--compare-random-init', action='store_true',
+                        help='also fine-tune from a randomly initialised backbone (same config and options, '
+                        'model.backbone.init_cfg=None; WORK_DIR/seg_random_init), evaluate it the same way and '
+                        'report what pretraining adds. Doubles the fine-tuning time')
     parser.add_argument('--debug', action='store_true', help=DEBUG_HELP + ' (passed on to every stage)')
     return parser.parse_args(argv)
 
@@ -61,22 +75,53 @@ def _inside(path: str, folder: str) -> bool:
 
 def relative(path: str, work_dir: Optional[str] = None) -> str:
     """``path`` for the report: relative to the current directory (the repository root, where the tools run) when
-    it lies inside it, else relative to ``work_dir`` (the report's folder) when inside that, else as given."""
+    it lies inside it, else relative to ``work_dir`` (the report's folder) when inside that, else relative to the
+    current directory all the same (never a machine's absolute path)."""
     if _inside(path, os.curdir):
         return osp.relpath(path)
     if work_dir is not None and _inside(path, work_dir):
         return osp.relpath(path, work_dir)
-    return path
+    return osp.relpath(path)
+
+
+def for_run(path: str) -> str:
+    """A path to hand to a stage: relative to the repository root when inside it (MMEngine makes work dirs
+    absolute, so ``last_checkpoint`` names an absolute path; the configs as run then keep machine paths out), else
+    absolute."""
+    return osp.relpath(path) if _inside(path, os.curdir) else osp.abspath(path)
+
+
+def shown_argument(argument: str) -> str:
+    """A stage's argument as the printed command gives it: an absolute path, alone or as the value of a
+    ``KEY=VALUE`` option, relative to the repository root (where the command is to be run)."""
+    if osp.isabs(argument):
+        return osp.relpath(argument)
+    key, sep, value = argument.partition('=')
+    if sep and osp.isabs(value):
+        return f'{key}={osp.relpath(value)}'
+    return argument
+
+
+def interpreter() -> str:
+    """The Python to show in commands: ``.venv/bin/python`` (this interpreter relative to the repository root) when
+    it lies inside it, else plain ``python``."""
+    return osp.relpath(sys.executable) if _inside(sys.executable, os.curdir) else 'python'
+
+
+def stage_command(module: str, args: List[str]) -> str:
+    """The command of a stage as printed and reported: to be run from the repository root, no machine path."""
+    return shlex.join([interpreter(), '-m', module, *map(shown_argument, args)])
 
 
 def run_stage(name: str, module: str, args: List[str], commands: list) -> float:
     """Runs ``python -m <module> <args>`` with this interpreter, its output going to the console; returns the
-    wall time in seconds. A failure stops the pipeline naming the stage."""
-    command = [sys.executable, '-m', module, *args]
-    commands.append(dict(stage=name, command=shlex.join([relative(sys.executable), *command[1:]])))
-    print(f'\n== {name}: {shlex.join(command)}', flush=True)
+    wall time in seconds. The command is printed first and kept in ``commands`` as :func:`stage_command` gives it.
+    A failure stops the pipeline naming the stage."""
+    shown = stage_command(module, args)
+    commands.append(dict(stage=name, command=shown))
+    print(f'\n== {name}: {shown}', flush=True)
     start = time.time()
-    result = subprocess.run(command)
+    result = subprocess.run([sys.executable, '-m', module, *args])
     if result.returncode != 0:
         raise SystemExit(f'the {name} stage failed (exit code {result.returncode}); its output is above, and the '
                          'command to rerun it by hand is printed before it')
@@ -138,7 +183,8 @@ def main(argv=None):
     args = parse_args(argv)
     seg_name = osp.splitext(osp.basename(args.seg_config))[0]
     work_dir = args.work_dir or osp.join('work_dirs', f'pipeline_{seg_name}')
-    dirs = {name: osp.join(work_dir, name) for name in ('pretrain', 'seg', 'eval', 'export', 'pictures')}
+    names = ('pretrain', 'seg', 'eval', 'export', 'pictures', 'seg_random_init', 'eval_random_init')
+    dirs = {name: osp.join(work_dir, name) for name in names}
     for path, what in ((args.pretrain_config, 'pretraining config'), (args.seg_config, 'segmentation config')):
         if not osp.isfile(path):
             raise MissingFileError(f'{what} {path} does not exist')
@@ -154,7 +200,7 @@ def main(argv=None):
     pretrained = best_checkpoint(dirs['pretrain']) if args.use_best else last_checkpoint(dirs['pretrain'])
 
     # 2. Fine-tuning from that checkpoint (the hand-off comes last: it wins over --seg-options).
-    handoff = ['model.backbone.init_cfg.type=Pretrained', f'model.backbone.init_cfg.checkpoint={pretrained}']
+    handoff = ['model.backbone.init_cfg.type=Pretrained', f'model.backbone.init_cfg.checkpoint={for_run(pretrained)}']
     times['finetune'] = run_stage('fine-tuning', 'cosub_seg.cli.train_seg', [
         args.seg_config, '--work-dir', dirs['seg'], *train_flags,
         '--cfg-options', *args.seg_options, *handoff], commands)
@@ -176,11 +222,33 @@ def main(argv=None):
         commands)
     metrics = read_test_metrics(dirs['eval'])
 
+    # 4b. The same fine-tuning from random weights, evaluated by the same tool on the same split: the gap is what
+    # pretraining adds.
+    random_init = None
+    if args.compare_random_init:
+        times['finetune_random_init'] = run_stage(
+            'fine-tuning from random initialisation', 'cosub_seg.cli.train_seg', [
+                args.seg_config, '--work-dir', dirs['seg_random_init'], *train_flags,
+                '--cfg-options', *args.seg_options, 'model.backbone.init_cfg=None'], commands)
+        random_checkpoint = last_checkpoint(dirs['seg_random_init'])
+        random_used = osp.join(dirs['seg_random_init'], osp.basename(args.seg_config))
+        times['evaluate_random_init'] = run_stage('evaluation from random initialisation', 'cosub_seg.cli.test_seg', [
+            random_used, for_run(random_checkpoint), '--work-dir', dirs['eval_random_init'], *debug], commands)
+        random_metrics = read_test_metrics(dirs['eval_random_init'])
+        gap = (metrics['mIoU'] - random_metrics['mIoU']
+               if metrics.get('mIoU') is not None and random_metrics.get('mIoU') is not None else None)
+        random_init = RandomInit(
+            mIoU=random_metrics.get('mIoU'), aAcc=random_metrics.get('aAcc'), mAcc=random_metrics.get('mAcc'),
+            per_class_iou={k[len('IoU.'):]: v for k, v in random_metrics.items() if k.startswith('IoU.')},
+            gap=None if gap is None else round(gap, 4),
+            config_as_run=relative(random_used, work_dir), checkpoint=relative(random_checkpoint, work_dir))
+
     # 5. Pictures.
     print('\n== pictures', flush=True)
     tick = time.time()
     notes: List[str] = []
-    pictures = draw_pictures(dirs, metrics, segmentor, args.num_overlays, notes)
+    pictures = draw_pictures(dirs, metrics, segmentor, args.num_overlays, notes,
+                             random_init=args.compare_random_init)
     times['pictures'] = time.time() - tick
     times['total'] = time.time() - start
 
@@ -204,7 +272,8 @@ def main(argv=None):
         # outside it (see relative()); pictures relative to the report, for its links.
         configs=Configs(pretrain=rel(args.pretrain_config), pretrain_as_run=rel(pretrain_used),
                         seg=rel(args.seg_config), seg_as_run=rel(seg_used),
-                        pretrain_options=args.pretrain_options, seg_options=args.seg_options),
+                        pretrain_options=[shown_argument(o) for o in args.pretrain_options],
+                        seg_options=[shown_argument(o) for o in args.seg_options]),
         checkpoints=Checkpoints(pretrain=rel(pretrained), pretrain_choice='best' if args.use_best else 'last',
                                 seg=rel(finetuned)),
         exports=dict(backbone={k: rel(v) if k != 'weights_kind' else v for k, v in backbone.items()},
@@ -216,13 +285,63 @@ def main(argv=None):
         notes=notes,
         commands=commands,
         environment=environment(),
+        setup=describe_setup(pretrain_used, seg_used),
+        random_init=random_init,
     )
     with open(osp.join(work_dir, 'report.json'), 'w') as f:
         json.dump(report.to_json(), f, indent=2)
     with open(osp.join(work_dir, 'report.md'), 'w') as f:
         f.write(report.markdown())
-    print(report.summary(work_dir))
+    print(report.summary(relative(work_dir)))
     return report
+
+
+def _dataset_words(dataset: dict) -> str:
+    """'<type> (<data_root>)' of a dataloader's dataset, through wrappers (CheckedDataset, RepeatDataset)."""
+    while isinstance(dataset.get('dataset'), dict):
+        dataset = dataset['dataset']
+    root = dataset.get('data_root')
+    kind = dataset.get('type', 'a dataset')
+    return f'{kind} ({relative(root)})' if root else str(kind)
+
+
+def _length_words(train_cfg: dict) -> str:
+    if train_cfg.get('max_epochs') is not None and train_cfg.get('by_epoch', True):
+        return f'{train_cfg["max_epochs"]} epochs'
+    return f'{train_cfg.get("max_iters", "?")} iterations'
+
+
+SEGMENTOR_NAMES = {'UPerHead': 'UperNet', 'FCNHead': 'FCN', 'ASPPHead': 'DeepLabV3', 'SegformerHead': 'SegFormer'}
+
+
+def describe_setup(pretrain_config: str, seg_config: str) -> Optional[Setup]:
+    """The :class:`Setup` of the report's headline from the configs as the runs dumped them; None (with the
+    headline in general words) where they cannot be read."""
+    from mmengine.config import Config
+    try:
+        pre, seg = Config.fromfile(pretrain_config), Config.fromfile(seg_config)
+        model = pre.model
+        kwargs = dict(model.get('model_kwargs') or {})
+        arch = model.get('arch', model.get('type', 'the backbone'))
+        backbone = f'{arch} ({", ".join(f"{k}={v}" for k, v in kwargs.items())})' if kwargs else str(arch)
+        head = seg.model.get('decode_head', {}).get('type', 'the segmentor')
+        test_dataset = seg.test_dataloader.dataset
+        while isinstance(test_dataset.get('dataset'), dict):
+            test_dataset = test_dataset['dataset']
+        prefix = test_dataset.get('data_prefix', {})
+        cosub = model.get('type') == 'CosubClassifier'
+        return Setup(backbone=backbone, submodels=model.get('num_submodels', 2) if cosub else None,
+                     pretrain_data=_dataset_words(pre.train_dataloader.dataset),
+                     pretrain_length=_length_words(pre.train_cfg),
+                     segmentor=SEGMENTOR_NAMES.get(head, head),
+                     seg_data=_dataset_words(seg.train_dataloader.dataset),
+                     seg_length=_length_words(seg.train_cfg),
+                     eval_split=osp.basename(prefix['img_path'].rstrip('/'))
+                     if isinstance(prefix, dict) and prefix.get('img_path') else None)
+    except Exception as err:  # noqa: BLE001  the headline falls back to general words
+        print(f'note: the report describes the runs in general words: {pretrain_config} or {seg_config} could not '
+              f'be read ({err})', flush=True)
+        return None
 
 
 def draw_curves(run_dir: str, out_file: str, title: str, options_flag: str, notes: List[str]) -> Optional[str]:
@@ -250,10 +369,12 @@ def _logger_interval(run_dir: str):
         return '?'
 
 
-def draw_pictures(dirs: dict, metrics: dict, segmentor: dict, num_overlays: int, notes: List[str]) -> dict:
-    """Training curves of both runs, per-class IoU, confusion matrix and ``num_overlays`` prediction overlays of
-    the exported segmentor on the validation images; returns the paths. A picture that cannot be drawn is left out,
-    with the reason in ``notes``."""
+def draw_pictures(dirs: dict, metrics: dict, segmentor: dict, num_overlays: int, notes: List[str],
+                  random_init: bool = False) -> dict:
+    """Training curves of both runs (and of the fine-tuning from random initialisation when ``random_init``),
+    per-class IoU, confusion matrix and ``num_overlays`` prediction pictures of the exported segmentor on the
+    validation images; returns the paths. A picture that cannot be drawn is left out, with the reason in
+    ``notes``."""
     from mmseg.apis import init_model
     from mmseg.registry import DATASETS as SEG_DATASETS
     from mmengine.registry import DefaultScope
@@ -262,8 +383,12 @@ def draw_pictures(dirs: dict, metrics: dict, segmentor: dict, num_overlays: int,
     out = dirs['pictures']
     os.makedirs(out, exist_ok=True)
     pictures = {}
-    for key, run, title, flag in (('pretrain_curves', 'pretrain', 'cosub pretraining', '--pretrain-options'),
-                                  ('finetune_curves', 'seg', 'segmentation fine-tuning', '--seg-options')):
+    curves = [('pretrain_curves', 'pretrain', 'cosub pretraining', '--pretrain-options'),
+              ('finetune_curves', 'seg', 'segmentation fine-tuning', '--seg-options')]
+    if random_init:
+        curves.append(('finetune_random_init_curves', 'seg_random_init',
+                       'segmentation fine-tuning from random initialisation', '--seg-options'))
+    for key, run, title, flag in curves:
         path = draw_curves(dirs[run], osp.join(out, f'{key}.png'), title, flag, notes)
         if path is not None:
             pictures[key] = path

@@ -1,9 +1,11 @@
 """The report of ``tools/pipeline.py`` as a typed structure: what it holds, its JSON (``report.json``, keys as the
-field names) and its Markdown (``report.md``) and console summary."""
+field names, plus ``headline``) and its Markdown (``report.md``) and console summary, both of which open with the
+:meth:`PipelineReport.headline`: what was done and what came of it, in sentences."""
 import dataclasses
+import math
 import os.path as osp
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 
 @dataclass
@@ -22,6 +24,32 @@ class Checkpoints:
     pretrain: str
     pretrain_choice: str  # 'last' or 'best'
     seg: str
+
+
+@dataclass
+class Setup:
+    """What the two runs were, in words for the headline, from the configs as run."""
+    backbone: str  # timm name, with its model_kwargs: 'deit3_small_patch16_224 (patch_size=8, depth=6, ...)'
+    submodels: Optional[int]  # cosub's k: copies of the network trained together (None: not a cosub model)
+    pretrain_data: str  # dataset type and where, e.g. 'ImageFolderDataset (data/digits)'
+    pretrain_length: str  # '25 epochs'
+    segmentor: str  # 'UperNet'
+    seg_data: str
+    seg_length: str  # '2000 iterations'
+    eval_split: Optional[str] = None  # the evaluation's images: 'validation' (of data_prefix images/validation)
+
+
+@dataclass
+class RandomInit:
+    """The same fine-tuning (config, options) from a randomly initialised backbone (``--compare-random-init``),
+    evaluated as the pretrained one is. ``gap``: the pretrained fine-tuning's mIoU minus this one's."""
+    mIoU: Optional[float]
+    aAcc: Optional[float]
+    mAcc: Optional[float]
+    per_class_iou: Dict[str, float]
+    gap: Optional[float]
+    config_as_run: str
+    checkpoint: str
 
 
 @dataclass
@@ -44,7 +72,7 @@ class PipelineReport:
     mAcc: Optional[float]
     per_class_iou: Dict[str, float]
     confusion_matrix: ConfusionMatrix
-    wall_time_s: Dict[str, float]  # pretrain, finetune, export, evaluate, pictures, total
+    wall_time_s: Dict[str, float]  # pretrain, finetune, export, evaluate, pictures, total (+ *_random_init)
     configs: Configs
     checkpoints: Checkpoints
     exports: Dict[str, Dict[str, str]]  # backbone: weights, config, weights_kind; segmentor: config, checkpoint
@@ -52,28 +80,72 @@ class PipelineReport:
     pictures: Dict[str, object]  # name -> path, 'overlays' -> list of paths
     commands: List[Dict[str, str]]  # stage, command
     environment: Dict[str, str]
+    setup: Optional[Setup] = None
+    random_init: Optional[RandomInit] = None  # measured with --compare-random-init
     notes: List[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        return dict(headline=self.headline(), **dataclasses.asdict(self))
+
+    def weakest_class(self) -> Optional[Tuple[str, float]]:
+        """The class of lowest IoU (the first of them), classes without a value (NaN) left out."""
+        scored = [(name, v) for name, v in self.per_class_iou.items() if v is not None and not math.isnan(v)]
+        return min(scored, key=lambda item: item[1]) if scored else None
+
+    def headline(self) -> List[str]:
+        """What was done and what it means, one sentence a stage: the backbone's top-1 after pretraining, the
+        segmentor's mIoU and its weakest class, and what pretraining adds over random initialisation (when
+        measured; else how to measure it)."""
+        s = self.setup
+        cosub = ('with cosub' if s is None or s.submodels is None else
+                 f'with cosub (k={s.submodels})' if s.submodels > 1 else 'without cosub (k=1)')
+        pretrain = (f'Pretrained {s.backbone} {cosub} on {s.pretrain_data} for {s.pretrain_length}' if s else
+                    f'Pretrained the backbone {cosub}')
+        epoch = f' (epoch {self.top1_at_epoch}, the checkpoint handed over)' if self.top1_at_epoch is not None else ''
+        lines = [f'{pretrain}: validation top-1 {_fmt(self.top1)} %{epoch}.']
+        finetune = (f'Fine-tuned {s.segmentor} on {s.seg_data} for {s.seg_length} from that backbone' if s else
+                    'Fine-tuned the segmentor from that backbone')
+        weakest = self.weakest_class()
+        weakest = f' (weakest class {weakest[0]}: {_fmt(weakest[1])} IoU)' if weakest else ''
+        split = f'the {s.eval_split} images' if s and s.eval_split else "the config's test split"
+        lines.append(f'{finetune}: mIoU {_fmt(self.mIoU)} on {split}{weakest}.')
+        r = self.random_init
+        if r is None:
+            lines.append('Not compared with random initialisation (--compare-random-init measures what pretraining '
+                         'adds; it doubles the fine-tuning time).')
+        else:
+            gain = ('-' if r.gap is None else f'pretraining adds {r.gap:+.2f} mIoU' if r.gap >= 0 else
+                    f'pretraining costs {-r.gap:.2f} mIoU')
+            lines.append(f'From random initialisation the same fine-tuning reaches mIoU {_fmt(r.mIoU)}: {gain}.')
+        return lines
 
     def markdown(self) -> str:
-        t, c, k, exports = self.wall_time_s, self.configs, self.checkpoints, self.exports
+        t, c, k, exports, r = self.wall_time_s, self.configs, self.checkpoints, self.exports, self.random_init
         lines = [
-            '# cosub_seg pipeline report', '',
+            '# cosub_seg pipeline report', '', *self.headline(), '',
             '| stage | config | result | wall time |', '|---|---|---|---|',
             f'| pretraining (cosub) | `{c.pretrain}` | val top-1 {_fmt(self.top1)} %, top-5 {_fmt(self.top5)} % '
             f'(epoch {self.top1_at_epoch}) | {t["pretrain"]:.0f} s |',
             f'| fine-tuning | `{c.seg}` | | {t["finetune"]:.0f} s |',
             f'| evaluation of the exported segmentor | | mIoU {_fmt(self.mIoU)}, mAcc {_fmt(self.mAcc)}, '
             f'aAcc {_fmt(self.aAcc)} | {t["evaluate"]:.0f} s |',
+            *([f'| fine-tuning and evaluation from random initialisation | `{c.seg}` | mIoU {_fmt(r.mIoU)} '
+               f'(pretraining: {_fmt_gap(r.gap)}), mAcc {_fmt(r.mAcc)}, aAcc {_fmt(r.aAcc)} | '
+               f'{t.get("finetune_random_init", 0) + t.get("evaluate_random_init", 0):.0f} s |'] if r else []),
             f'| export, pictures | | | {t["export"] + t["pictures"]:.0f} s |',
             f'| **total** | | | **{t["total"]:.0f} s** |', '',
             '## Per-class IoU', '', f'![per-class IoU]({self.pictures["per_class_iou"]})', '',
-            '| class | IoU (%) |', '|---|---|',
-            *[f'| {name} | {_fmt(iou)} |' for name, iou in self.per_class_iou.items()], '',
+            *(['| class | IoU (%) | from random initialisation | pretraining adds |', '|---|---|---|---|',
+               *[f'| {name} | {_fmt(iou)} | {_fmt(r.per_class_iou.get(name))} | '
+                 f'{_fmt_gap(_difference(iou, r.per_class_iou.get(name)))} |'
+                 for name, iou in self.per_class_iou.items()]] if r else
+              ['| class | IoU (%) |', '|---|---|',
+               *[f'| {name} | {_fmt(iou)} |' for name, iou in self.per_class_iou.items()]]), '',
             '## Training curves', '',
-            *[line for key, alt in (('pretrain_curves', 'pretraining'), ('finetune_curves', 'fine-tuning'))
+            *(['Validation is drawn at every evaluation (markers), its last value written.', '']
+              if any(key.endswith('_curves') for key in self.pictures) else []),
+            *[line for key, alt in (('pretrain_curves', 'pretraining'), ('finetune_curves', 'fine-tuning'),
+                                    ('finetune_random_init_curves', 'fine-tuning from random initialisation'))
               if key in self.pictures for line in (f'![{alt}]({self.pictures[key]})', '')],
             *[line for note in self.notes if ' curves: ' in note for line in (f'Note: {note}', '')],
         ]
@@ -81,7 +153,9 @@ class PipelineReport:
             lines += ['## Confusion matrix', '', 'Rows: ground truth, columns: prediction, each row in % of its '
                       'pixels (ignored pixels excluded; the counts are in report.json).', '',
                       f'![confusion matrix]({self.pictures["confusion_matrix"]})', '']
-        lines += ['## Predictions on validation images', '', 'Each: image | ground truth | prediction.', '',
+        lines += ['## Predictions on validation images', '',
+                  'Each: image | ground truth | prediction | errors (red: pixels predicted wrong; light grey: pixels '
+                  'the metric ignores), with the colours of the classes in the legend below.', '',
                   *[f'![{osp.basename(p)}]({p})' for p in self.pictures['overlays']], '']
         backbone, segmentor = exports['backbone'], exports['segmentor']
         lines += [
@@ -89,6 +163,8 @@ class PipelineReport:
             f'- configs as run: `{c.pretrain_as_run}`, `{c.seg_as_run}`',
             f'- pretraining checkpoint handed over ({k.pretrain_choice}): `{k.pretrain}`',
             f'- fine-tuned checkpoint: `{k.seg}`',
+            *([f'- fine-tuned from random initialisation: `{r.checkpoint}` (config as run `{r.config_as_run}`)']
+              if r else []),
             f'- backbone for timm ({backbone["weights_kind"]} weights): `{backbone["weights"]}`; '
             f"`timm.create_model('local-dir:{osp.dirname(backbone['weights'])}', pretrained=True)`",
             f'- segmentor for mmseg: `mmseg.apis.init_model({segmentor["config"]!r}, {segmentor["checkpoint"]!r})`',
@@ -98,12 +174,17 @@ class PipelineReport:
         return '\n'.join(lines)
 
     def summary(self, work_dir: str) -> str:
-        t = self.wall_time_s
+        """The console's last lines: the headline, then the numbers; ``work_dir`` as it should be shown (relative
+        to the repository root)."""
+        t, r = self.wall_time_s, self.random_init
         return '\n'.join([
-            '', '== cosub_seg pipeline report',
+            '', '== cosub_seg pipeline report', *self.headline(), '',
             f'pretraining  val top-1 {_fmt(self.top1)} % (epoch {self.top1_at_epoch})   ({t["pretrain"]:.0f} s)',
             f'fine-tuning  val mIoU {_fmt(self.mIoU)}, mAcc {_fmt(self.mAcc)}, aAcc {_fmt(self.aAcc)}   '
             f'({t["finetune"]:.0f} s + evaluation {t["evaluate"]:.0f} s)',
+            *([f'random init  val mIoU {_fmt(r.mIoU)} (pretraining: {_fmt_gap(r.gap)})   '
+               f'({t.get("finetune_random_init", 0):.0f} s + evaluation {t.get("evaluate_random_init", 0):.0f} s)']
+              if r else []),
             'per-class IoU: ' + ', '.join(f'{name} {_fmt(v, 1)}' for name, v in self.per_class_iou.items()),
             f'report       {osp.join(work_dir, "report.md")} (pictures in {osp.join(work_dir, "pictures")}/)',
             f'total        {t["total"]:.0f} s',
@@ -114,4 +195,12 @@ def _fmt(value, digits=2):
     return '-' if value is None else f'{value:.{digits}f}'
 
 
-__all__ = ['PipelineReport', 'Configs', 'Checkpoints', 'ConfusionMatrix']
+def _fmt_gap(value):
+    return '-' if value is None or math.isnan(value) else f'{value:+.2f}'
+
+
+def _difference(a, b):
+    return None if a is None or b is None else a - b
+
+
+__all__ = ['PipelineReport', 'Setup', 'RandomInit', 'Configs', 'Checkpoints', 'ConfusionMatrix']
