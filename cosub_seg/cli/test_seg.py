@@ -26,7 +26,8 @@ def parse_args(argv=None):
                         'flips where it has them (ADE20k configs: 0.5-1.75 + flip; digits: 0.75-1.25, no flip)')
     parser.add_argument('--out', help="write the predicted label maps (PNG) to this folder, in the annotations' "
                         'convention: with reduce_zero_label (ADE20k, digit scenes) class k is saved as k + 1')
-    parser.add_argument('--show-dir', help='write image / ground truth / prediction overlays to this folder')
+    parser.add_argument('--show-dir', help='write a picture per image to this folder: image | ground truth | '
+                        'prediction | errors, at least 384 px a panel, with a legend of the classes')
     parser.add_argument('--confusion-matrix', action='store_true',
                         help='also count the pixel confusion matrix (written to the JSON log of the run)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config entries')
