@@ -1,3 +1,4 @@
+from .ink import RandomInkOnGround
 from .digit_scenes import SCENE_CLASSES, DigitScenesDataset, write_digit_scenes
 from .digits import DIGIT_CLASSES, write_digits
 from .folder import ImageFolderDataset
@@ -9,5 +10,5 @@ from .transforms import (ColorJitter, GaussianBlur, PackClsInputs, RandomCrop, R
 __all__ = [
     'SCENE_CLASSES', 'DigitScenesDataset', 'write_digit_scenes', 'DIGIT_CLASSES', 'write_digits',
     'ImageFolderDataset', 'RepeatAugSampler', 'CheckSegAnnotation', 'ColorJitter', 'GaussianBlur', 'PackClsInputs',
-    'RandomCrop', 'RandomResizedCrop', 'ResizeShortSide', 'Solarize'
+    'RandomCrop', 'RandomInkOnGround', 'RandomResizedCrop', 'ResizeShortSide', 'Solarize'
 ]

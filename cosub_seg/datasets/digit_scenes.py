@@ -18,6 +18,7 @@ from mmseg.registry import DATASETS as SEG_DATASETS
 
 from ..progress import ThrottledProgressBar
 from .digits import load_digit_split
+from .ink import contrasting_colour, ink_coverage, paint, smooth_ground
 
 SCENE_CLASSES = ('background', ) + tuple(f'digit {i}' for i in range(10))
 # One colour per class for visualisation, in SCENE_CLASSES order.
@@ -33,37 +34,15 @@ class DigitScenesDataset(ADE20KDataset):
     METAINFO = dict(classes=SCENE_CLASSES, palette=SCENE_PALETTE)
 
 
-def _background(rng: np.random.RandomState, size: int) -> np.ndarray:
-    """A smooth colour gradient with low-frequency noise, different in every scene."""
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    corners = rng.uniform(0, 255, size=(4, 3)).astype(np.float32)
-    top = corners[0] * (1 - xx[..., None]) + corners[1] * xx[..., None]
-    bottom = corners[2] * (1 - xx[..., None]) + corners[3] * xx[..., None]
-    img = top * (1 - yy[..., None]) + bottom * yy[..., None]
-    noise = cv2.resize(rng.uniform(-25, 25, size=(8, 8, 3)).astype(np.float32), (size, size),
-                       interpolation=cv2.INTER_CUBIC)
-    return np.clip(img + noise, 0, 255)
-
-
 def _ink(image: np.ndarray, side: int) -> np.ndarray:
-    """A digit's ink coverage in [0, 1] at ``side`` pixels: bicubic upsampling, then a contrast stretch that makes
-    strokes solid and leaves a thin anti-aliased rim."""
-    ink = cv2.resize(image.astype(np.float32) / 16.0, (side, side), interpolation=cv2.INTER_CUBIC)
-    return np.clip((ink - 0.25) / 0.4, 0, 1)
-
-
-def _contrasting_colour(rng: np.random.RandomState, background: np.ndarray) -> np.ndarray:
-    """A random colour whose brightness is far from the background's (dark ink on light ground or the reverse)."""
-    colour = rng.uniform(0, 255, size=3).astype(np.float32)
-    luminance = float(background.reshape(-1, 3).mean(0) @ np.array([0.299, 0.587, 0.114], np.float32))
-    target = rng.uniform(0, 60) if luminance > 128 else rng.uniform(195, 255)
-    current = float(colour @ np.array([0.299, 0.587, 0.114], np.float32))
-    return np.clip(colour + (target - current), 0, 255)
+    """A digit's ink coverage in [0, 1] at ``side`` pixels: bicubic upsampling of its [0, 16] values, then
+    :func:`ink_coverage`."""
+    return ink_coverage(cv2.resize(image.astype(np.float32) / 16.0, (side, side), interpolation=cv2.INTER_CUBIC))
 
 
 def _scene(rng: np.random.RandomState, images: np.ndarray, labels: np.ndarray, pool: np.ndarray, size: int,
            digit_size: Tuple[int, int]) -> Tuple[np.ndarray, np.ndarray]:
-    img = _background(rng, size)
+    img = smooth_ground(rng, size)
     ann = np.ones((size, size), np.uint8)
     for _ in range(rng.randint(2, 5)):
         idx = pool[rng.randint(len(pool))]
@@ -71,8 +50,7 @@ def _scene(rng: np.random.RandomState, images: np.ndarray, labels: np.ndarray, p
         ink = _ink(images[idx], side)
         top, left = rng.randint(0, size - side + 1), rng.randint(0, size - side + 1)
         region = img[top:top + side, left:left + side]
-        colour = _contrasting_colour(rng, region)
-        img[top:top + side, left:left + side] = region * (1 - ink[..., None]) + colour * ink[..., None]
+        img[top:top + side, left:left + side] = paint(region, ink, contrasting_colour(rng, region))
         # A digit's label covers its strokes thickened to its extent, as object masks do, and the band around it
         # (where the thin strokes' neighbourhood is ambiguous) is unlabeled.
         radius = max(1, side // 10)
