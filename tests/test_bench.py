@@ -138,3 +138,30 @@ def test_gpu_bench_refuses_without_cuda(tmp_path):
     assert proc.returncode == 1
     assert 'no CUDA device (torch.cuda.is_available() is False' in proc.stderr
     assert not list((tmp_path / 'out').iterdir())
+
+
+def test_digits_diagnosis_labels_a_scene_patch_with_the_digit_covering_over_half_of_it(tmp_path):
+    """bench/digits_diagnosis.py probe-scenes: one 16 x 16 scene, four 8 x 8 patches, labelled by hand."""
+    import cv2
+    import numpy as np
+
+    from bench import digits_diagnosis
+    ann = np.ones((16, 16), np.uint8)  # background
+    ann[0:8, 0:8] = 2 + 7  # patch (0, 0): all digit 7
+    ann[0:5, 8:16] = 2 + 3  # patch (0, 1): 40 of 64 pixels digit 3
+    ann[8:12, 0:8] = 2 + 5  # patch (1, 0): exactly half digit 5, not over half
+    ann[8:16, 8:16] = 0  # patch (1, 1): unlabeled
+    ann[8:16, 8:12] = 2 + 1  # ... half of it digit 1
+    ann[8:16, 12:13] = 2 + 1  # ... now 40 of 64
+    for split in ('training', 'validation'):
+        (tmp_path / 'images' / split).mkdir(parents=True)
+        (tmp_path / 'annotations' / split).mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / 'images' / split / 's.jpg'), np.full((16, 16, 3), 128, np.uint8))
+        cv2.imwrite(str(tmp_path / 'annotations' / split / 's.png'), ann)
+    model = digits_diagnosis.load_classifier(osp.join(ROOT, 'configs/pretrain/cosub_deit3-tiny_digits.py'), 'none')
+    feats, labels = digits_diagnosis.scene_features(model, str(tmp_path), 'training')
+    # patches in row-major order: (0, 0) -> 7, (0, 1) -> 3, (1, 0) -> none, (1, 1) -> 1
+    assert labels.tolist() == [7, 3, 1]
+    assert len(feats) == 6 and all(f.shape == (3, 128) for f in feats)  # 6 blocks, 128 wide, the kept patches
+    with pytest.raises(SystemExit, match='no scenes under'):
+        digits_diagnosis.scene_features(model, str(tmp_path / 'missing'), 'training')
