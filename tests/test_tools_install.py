@@ -341,6 +341,16 @@ def test_gpu_check_stops_at_an_incomplete_wheelhouse_before_cuda(house, tmp_path
     assert summary['device'] is None and not (out / 'device.json').exists()
 
 
+def test_gpu_check_refuses_an_unknown_step_before_running_anything(tmp_path):
+    out = tmp_path / 'out'
+    result = run(['bash', 'tools/gpu_check.sh', str(out)],
+                 env=dict(GPU_CHECK_STEPS='gpu_bench gpu_test', PYTHON=sys.executable, CUDA_VISIBLE_DEVICES=''))
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("gpu_check: error: GPU_CHECK_STEPS=gpu_bench gpu_test: unknown step 'gpu_test'; "
+                                     'the steps are gpu_tests and gpu_bench')
+    assert sorted(p.name for p in out.iterdir()) == ['gpu_check.log']
+
+
 # ---------------------------------------------------------------------------------------------- mmcv ops at run time
 
 
