@@ -5,7 +5,8 @@ For DeiT III models at constant drop-path rates (the cosub recipes' schedule), o
 
 * ``plain``: the batch once, timm's masked DropPath (ordinary training, no co-training);
 * ``reference``: the cosub step as the authors' code does it: the batch doubled, timm's masked DropPath;
-* ``ours``: the batch doubled, :mod:`cosub_seg.cosub.stochastic_depth` with ``compute='auto'`` (skipping) and
+* ``ours``: the batch doubled, :mod:`cosub_seg.cosub.stochastic_depth` skipping the dropped rows
+  (``compute='skip'``: 'auto' masks on CUDA with Bernoulli draws, because of what this variant measured there) with
   Bernoulli draws; ``ours_fixed``: the same with 'fixed' sampling (a fixed count of kept rows, static shapes);
   ``ours_compiled`` / ``ours_fixed_compiled``: those two with the model under ``torch.compile`` (compile time is
   measured apart, on the first calls).
@@ -101,7 +102,7 @@ def configure(base: torch.nn.Module, rate: float, variant: str, device: torch.de
     model = copy.deepcopy(base)
     if variant.startswith('ours'):
         sampling = 'fixed' if 'fixed' in variant else 'bernoulli'
-        configure_stochastic_depth(model, StochasticDepthConfig(rate, 'constant', compute='auto', sampling=sampling))
+        configure_stochastic_depth(model, StochasticDepthConfig(rate, 'constant', compute='skip', sampling=sampling))
     else:  # timm's own DropPath, at the constant rate of the cosub recipes
         for parent, name in stochastic_depth_slots(model):
             setattr(parent, name, DropPath(rate))

