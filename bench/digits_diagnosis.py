@@ -7,6 +7,7 @@ measurements behind docs/benchmarks.md#why-the-demo-shows-no-transfer-issue-13-d
                   under them: train digits -> val digits on a black 64-pixel canvas, centred on the patch grid
                   (--mode centre), at a random offset (offset) or a random size of 28-48 pixels (size)
     probe-scenes  the same probe on the digit scenes (a patch is labelled with the digit covering over half of it)
+For a hierarchical network (e.g. ``arch='convnext_atto'``) the probe reads each stage's output resampled to stride 8.
 
 Examples (after `make demo` or `python tools/pretrain.py CONFIG --work-dir DIR`):
     .venv/bin/python bench/digits_diagnosis.py read configs/pretrain/cosub_deit3-tiny_digits.py \
@@ -35,7 +36,8 @@ def load_classifier(config: str, checkpoint: str):
     from cosub_seg.registry import MODELS
     cosub_seg.runtime.install()
     cfg = Config.fromfile(config)
-    cfg.model.model_kwargs['dynamic_img_size'] = True  # any input size (position embeddings interpolated)
+    if 'deit' in cfg.model.arch or 'vit' in cfg.model.arch:
+        cfg.model.model_kwargs['dynamic_img_size'] = True  # any input size (position embeddings interpolated)
     with DefaultScope.overwrite_default_scope('cosub_seg'):
         model = MODELS.build(cfg.model)
     if checkpoint != 'none':
@@ -48,11 +50,16 @@ def to_input(rgb: np.ndarray) -> torch.Tensor:
 
 
 def block_maps(model, rgb: np.ndarray):
-    """Each block's patch tokens as (N, C, H / 8, W / 8) maps, without the final norm (what the UperNet reads)."""
-    vit = model.backbone
+    """A ViT's blocks' patch tokens as (N, C, H / 8, W / 8) maps, without the final norm (what the UperNet reads);
+    for a hierarchical network (ConvNeXt, ...) each stage's output, resampled (bilinear) to stride 8."""
+    net = model.backbone
     with torch.no_grad():
-        return vit.forward_intermediates(to_input(rgb), indices=list(range(len(vit.blocks))),
-                                         intermediates_only=True, norm=False)
+        if hasattr(net, 'blocks'):
+            return net.forward_intermediates(to_input(rgb), indices=list(range(len(net.blocks))),
+                                             intermediates_only=True, norm=False)
+        size = (rgb.shape[1] // PATCH, rgb.shape[2] // PATCH)
+        return [torch.nn.functional.interpolate(m, size=size, mode='bilinear', align_corners=False)
+                for m in net.forward_intermediates(to_input(rgb), intermediates_only=True)]
 
 
 def probe(train_feats, y_train, val_feats, y_val):

@@ -165,3 +165,17 @@ def test_digits_diagnosis_labels_a_scene_patch_with_the_digit_covering_over_half
     assert len(feats) == 6 and all(f.shape == (3, 128) for f in feats)  # 6 blocks, 128 wide, the kept patches
     with pytest.raises(SystemExit, match='no scenes under'):
         digits_diagnosis.scene_features(model, str(tmp_path / 'missing'), 'training')
+    # A hierarchical network (stride 32: the scene grows to 32 x 32, the new patches background): its 4 stages
+    # resampled to stride 8, one row per labelled patch, each stage's width.
+    big = np.ones((32, 32), np.uint8)
+    big[:16, :16] = ann
+    for split in ('training', 'validation'):
+        cv2.imwrite(str(tmp_path / 'images' / split / 's.jpg'), np.full((32, 32, 3), 128, np.uint8))
+        cv2.imwrite(str(tmp_path / 'annotations' / split / 's.png'), big)
+    config = tmp_path / 'convnext_digits.py'
+    config.write_text(f"_base_ = [{osp.join(ROOT, 'configs/pretrain/cosub_deit3-tiny_digits.py')!r}]\n"
+                      "model = dict(arch='convnext_atto', model_kwargs=dict(_delete_=True))\n")
+    model = digits_diagnosis.load_classifier(str(config), 'none')
+    feats, labels = digits_diagnosis.scene_features(model, str(tmp_path), 'training')
+    assert labels.tolist() == [7, 3, 1]
+    assert [f.shape for f in feats] == [(3, 40), (3, 80), (3, 160), (3, 320)]
