@@ -59,6 +59,9 @@ class TimmSegBackbone(BaseModule):
             arguments, from configs written before ``stochastic_depth``; when given they override its fields.
         model_kwargs: further ``timm.create_model`` arguments.
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` or None for random initialisation.
+        frozen: a frozen backbone, for probes: no parameter requires a gradient, the network stays in eval mode
+            (no stochastic depth, normalisation statistics fixed) whatever ``train()`` is asked, and the forward
+            runs under ``torch.no_grad()``.
     """
 
     def __init__(self,
@@ -71,7 +74,8 @@ class TimmSegBackbone(BaseModule):
                  drop_path_rate: Optional[float] = None,
                  drop_path_schedule: Optional[str] = None,
                  drop_path_compute: Optional[str] = None,
-                 drop_path_sampling: Optional[str] = None):
+                 drop_path_sampling: Optional[str] = None,
+                 frozen: bool = False):
         checkpoint = None
         if init_cfg is not None:
             if init_cfg.get('type') != 'Pretrained' or 'checkpoint' not in init_cfg:
@@ -97,8 +101,24 @@ class TimmSegBackbone(BaseModule):
         self.out_indices = out_indices if isinstance(out_indices, int) else list(out_indices)
         model.prune_intermediate_layers(self.out_indices, prune_norm=True, prune_head=True)
         self.model = model
+        self.frozen = bool(frozen)
+        if self.frozen:
+            self.model.requires_grad_(False)
+            self.model.eval()
+
+    def train(self, mode: bool = True) -> 'TimmSegBackbone':
+        super().train(mode)
+        if self.frozen:
+            self.model.eval()
+        return self
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+        if self.frozen:
+            with torch.no_grad():
+                return self._forward(x)
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> List[torch.Tensor]:
         if self.is_pit:
             return self._forward_pit(x)
         return self.model.forward_intermediates(x, indices=self.out_indices, intermediates_only=True)
