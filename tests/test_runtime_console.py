@@ -9,6 +9,7 @@ import subprocess
 
 import numpy as np
 import pytest
+import torch
 
 from cosub_seg.runtime.console import CompactLogProcessor, ConsoleSummaryFilter, ConsoleSummaryFormatter
 
@@ -97,3 +98,21 @@ def test_pretraining_summarises_its_parameter_groups(digits_root, tmp_path, pyth
     assert re.search(r'weight decay 0.05 on [\d,]+ of [\d,]+ parameters; none on \d+ tensors', console)
     [log_file] = list((tmp_path / 'run').glob('*/*.log'))
     assert log_file.read_text().count('paramwise_options') == 70  # the log file keeps them
+
+
+@pytest.mark.parametrize('counts, expected_lr', [(1, 0.1 * 8 * 2 / 64), (4, 0.1 * 8 * 2 * 4 / 64)])
+def test_auto_scale_lr_counts_the_batch_the_optimiser_steps_on(counts, expected_lr):
+    """--auto-scale-lr: lr x (processes x per-process batch x accumulated iterations) / base_batch_size; MMEngine's
+    own Runner leaves the accumulation out (2 processes of 8 images, base 64: 0.025, with 4 accumulated: 0.1)."""
+    from mmengine.logging import MMLogger
+    from mmengine.optim import OptimWrapper
+
+    from cosub_seg.runtime import CosubRunner
+    runner = CosubRunner.__new__(CosubRunner)  # only what scale_lr reads
+    runner._train_dataloader, runner._world_size, runner.param_schedulers = dict(batch_size=8), 2, None
+    runner.logger = MMLogger.get_instance('test_auto_scale_lr')
+    wrapper = OptimWrapper(torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1), accumulative_counts=counts)
+    runner.scale_lr(wrapper, dict(enable=True, base_batch_size=64))
+    assert wrapper.optimizer.param_groups[0]['lr'] == pytest.approx(expected_lr)
+    runner.scale_lr(wrapper, dict(enable=False, base_batch_size=64))  # disabled: unchanged
+    assert wrapper.optimizer.param_groups[0]['lr'] == pytest.approx(expected_lr)

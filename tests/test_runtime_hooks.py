@@ -95,3 +95,79 @@ def test_fp16_loss_scaling_that_skips_every_step_stops(tmp_path, monkeypatch):
     runner = amp_runner(tmp_path, monkeypatch, inf_at=[2, 3, 4], max_skipped_in_a_row=3)
     with pytest.raises(FloatingPointError, match=r'fp16 loss scaling skipped 3 steps in a row \(up to iteration 4\)'):
         runner.train()
+
+
+# ---------------------------------------------------------------------------------------------- gradient accumulation
+
+
+def _accumulation_setup(counts, momentum=0.5):
+    """A tiny ViT classifier without stochastic depth, so k = 1 (cosub's copies need drop masks, and random masks
+    would differ between a half batch and the whole one), AdamW through MMEngine's OptimWrapper with
+    ``accumulative_counts``, and a stand-in runner for the EMA hooks."""
+    from types import SimpleNamespace
+
+    from mmengine.optim import OptimWrapper
+    from mmengine.structures import BaseDataElement
+
+    from cosub_seg.models import CosubClassifier
+    from mmengine.registry import DefaultScope
+    torch.manual_seed(0)
+    with DefaultScope.overwrite_default_scope('cosub_seg'):
+        model = CosubClassifier(arch='deit3_small_patch16_224', num_classes=4, num_submodels=1,
+                                stochastic_depth=dict(rate=0.0),
+                                data_preprocessor=dict(type='ClsDataPreprocessor', num_classes=4),
+                                model_kwargs=dict(img_size=16, patch_size=8, embed_dim=16, depth=2, num_heads=2))
+    wrapper = OptimWrapper(torch.optim.AdamW(model.parameters(), lr=1e-2), accumulative_counts=counts)
+    images = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8)
+    labels = [i % 4 for i in range(8)]
+
+    def batch(rows):
+        return dict(inputs=[images[i] for i in rows], data_samples=[BaseDataElement(gt_label=torch.tensor([labels[i]]))
+                                                                    for i in rows])
+    runner = SimpleNamespace(model=model, optim_wrapper=wrapper, iter=0, epoch=0)
+    return model, wrapper, batch, runner
+
+
+def test_gradient_accumulation_over_two_steps_equals_one_step_of_the_double_batch():
+    """MMEngine's accumulative_counts with our classifier: two half batches accumulated, then one step, give the
+    weights one step on the whole batch gives (the loss is a mean over the batch; no BatchNorm here)."""
+    model_a, wrapper_a, batch, _ = _accumulation_setup(counts=2)
+    model_b, wrapper_b, _, _ = _accumulation_setup(counts=1)
+    model_a.train(), model_b.train()
+    start = {k: v.clone() for k, v in model_a.state_dict().items()}
+    model_a.train_step(batch(range(4)), wrapper_a)
+    assert all(torch.equal(v, start[k]) for k, v in model_a.state_dict().items())  # accumulated, not stepped
+    model_a.train_step(batch(range(4, 8)), wrapper_a)
+    model_b.train_step(batch(range(8)), wrapper_b)
+    changed = 0
+    for name, value in model_b.state_dict().items():
+        torch.testing.assert_close(model_a.state_dict()[name], value, rtol=1e-5, atol=1e-6, msg=name)
+        changed += not torch.equal(value, start[name])
+    assert changed > 10
+
+
+def test_step_ema_hook_averages_once_per_optimiser_step():
+    """With accumulation over 2 iterations, StepEMAHook updates after iterations 2 and 4 only: its average is the
+    lerp of the weights after the two optimiser steps, worked out here; MMEngine's EMAHook updates 4 times."""
+    from mmengine.hooks import EMAHook
+
+    from cosub_seg.runtime import StepEMAHook
+    model, wrapper, batch, runner = _accumulation_setup(counts=2)
+    ours, theirs = StepEMAHook(momentum=0.5), EMAHook(momentum=0.5)
+    ours.before_run(runner), theirs.before_run(runner)
+    model.train()
+    after_steps = []
+    for it, rows in enumerate((range(4), range(4, 8), range(2, 6), range(0, 8, 2))):
+        runner.iter = it
+        model.train_step(batch(rows), wrapper)
+        ours.after_train_iter(runner, it)
+        theirs.after_train_iter(runner, it)
+        if it % 2 == 1:
+            after_steps.append({k: v.detach().clone() for k, v in model.named_parameters()})
+    assert int(ours.ema_model.steps) == 2 and int(theirs.ema_model.steps) == 4
+    ema = dict(ours.ema_model.module.named_parameters())
+    for name, first in after_steps[0].items():
+        # the first update copies the weights, the second moves halfway (momentum 0.5) to the new ones
+        torch.testing.assert_close(ema[name], first + 0.5 * (after_steps[1][name] - first), msg=name)
+    assert not torch.equal(dict(theirs.ema_model.module.named_parameters())['backbone.head.weight'],
+                           ema['backbone.head.weight'])

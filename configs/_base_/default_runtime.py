@@ -36,5 +36,7 @@ load_from = None
 resume = False
 randomness = dict(seed=0, deterministic=False)
 
-# DeiT keeps an EMA of the weights (decay 0.99996); validation and checkpoints use it, the raw weights are kept too.
-custom_hooks = [dict(type='EMAHook', momentum=4e-5, update_buffers=True, priority='ABOVE_NORMAL')]
+# DeiT keeps an EMA of the weights (decay 0.99996 per optimiser step); validation and checkpoints use it, the raw
+# weights are kept too. StepEMAHook is MMEngine's EMAHook, updating once per optimiser step when
+# optim_wrapper.accumulative_counts accumulates gradients over several iterations.
+custom_hooks = [dict(type='StepEMAHook', momentum=4e-5, update_buffers=True, priority='ABOVE_NORMAL')]

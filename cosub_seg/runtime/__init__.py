@@ -10,7 +10,7 @@ from .checkpointing import AtomicLocalBackend, SafeCheckpointHook, atomic_write,
 from .console import CompactLogProcessor, CosubRunner, build_runner
 from .dist import setup_distributed, teardown_distributed
 from .hooks import (CheckpointFitHook, ExactResumeHook, GlobalMeanLogHook, NonFiniteLossHook, ProgressBarHook,
-                    SkippedSampleLogHook)
+                    SkippedSampleLogHook, StepEMAHook)
 from .patches import install, is_installed
 from .split_checks import SplitCheckHook, check_class_counts, check_split, check_split_configs
 
@@ -18,6 +18,6 @@ __all__ = [
     'install', 'is_installed', 'BadSampleError', 'CheckedDataset', 'Draw', 'ReproducibleSampler', 'AtomicLocalBackend',
     'SafeCheckpointHook', 'atomic_write', 'find_resumable_checkpoint', 'CompactLogProcessor', 'CosubRunner',
     'build_runner', 'setup_distributed', 'teardown_distributed', 'CheckpointFitHook', 'ExactResumeHook',
-    'GlobalMeanLogHook', 'NonFiniteLossHook', 'ProgressBarHook', 'SkippedSampleLogHook', 'SplitCheckHook',
-    'check_class_counts', 'check_split', 'check_split_configs'
+    'GlobalMeanLogHook', 'NonFiniteLossHook', 'ProgressBarHook', 'SkippedSampleLogHook', 'StepEMAHook',
+    'SplitCheckHook', 'check_class_counts', 'check_split', 'check_split_configs'
 ]

@@ -16,6 +16,7 @@ from typing import Optional
 
 import numpy as np
 import torch
+from mmengine.logging import print_log
 from mmengine.registry import LOG_PROCESSORS, RUNNERS
 from mmengine.runner import LogProcessor, Runner
 
@@ -117,6 +118,18 @@ class CosubRunner(Runner):
         name = osp.basename(self.cfg.filename) if self.cfg.filename else f'{self.timestamp}.py'
         summarise_console(logger, osp.join(self.work_dir, name))
         return logger
+
+
+    def scale_lr(self, optim_wrapper, auto_scale_lr: Optional[dict] = None) -> None:
+        """MMEngine's linear learning-rate scaling (``--auto-scale-lr``), counting the batch the optimiser steps on:
+        MMEngine's counts processes x per-process batch, which with ``optim_wrapper.accumulative_counts = k`` is a
+        k-th of it."""
+        counts = getattr(optim_wrapper, '_accumulative_counts', 1)
+        if counts > 1 and auto_scale_lr and auto_scale_lr.get('enable', False):
+            print_log(f'auto_scale_lr: gradients are accumulated over {counts} iterations, so the batch of each '
+                      f'optimiser step is {counts}x the one MMEngine logs next', logger='current')
+            auto_scale_lr = dict(auto_scale_lr, base_batch_size=auto_scale_lr['base_batch_size'] / counts)
+        super().scale_lr(optim_wrapper, auto_scale_lr)
 
 
 def build_runner(cfg) -> Runner:

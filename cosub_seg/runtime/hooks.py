@@ -12,7 +12,9 @@ own tools build them from ``default_hooks``:
 * :class:`CheckpointFitHook`: refuses a checkpoint whose tensors do not fit the model (e.g. a head trained for
   another number of classes), which MMEngine would load partly with only a warning;
 * :class:`ProgressBarHook`: a progress bar over evaluation (``tools/test_seg.py`` adds it);
-* :class:`PredictionVisualizationHook`: mmseg's ``SegVisualizationHook`` without building the training set in a test.
+* :class:`PredictionVisualizationHook`: mmseg's ``SegVisualizationHook`` without building the training set in a test;
+* :class:`StepEMAHook`: MMEngine's ``EMAHook``, updating the average once per optimiser step when gradients are
+  accumulated.
 """
 import math
 import re
@@ -21,7 +23,7 @@ from typing import Optional, Sequence
 
 import torch
 from mmengine.dist import all_reduce, get_dist_info, is_main_process
-from mmengine.hooks import Hook
+from mmengine.hooks import EMAHook, Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 from mmengine.runner import BaseLoop, IterBasedTrainLoop
@@ -304,3 +306,17 @@ class PredictionVisualizationHook(SegVisualizationHook):
 
     def _after_iter(self, runner, batch_idx: int, data_batch: dict, outputs, mode: str = 'val') -> None:
         super()._after_iter(_RunnerWithoutTrainLoop(runner), batch_idx, data_batch, outputs, mode)
+
+
+@HOOKS.register_module()
+class StepEMAHook(EMAHook):
+    """MMEngine's ``EMAHook`` (same arguments, same checkpoint entries), but with gradient accumulation
+    (``optim_wrapper.accumulative_counts = k``) it updates the average only after the iterations where the optimiser
+    stepped. MMEngine's updates after every iteration, so with k = 2 it would average each set of weights twice
+    (the second time unchanged) and halve the horizon its momentum was chosen for (DeiT's 0.99996 per step)."""
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs: Optional[dict] = None) -> None:
+        wrapper = runner.optim_wrapper
+        if getattr(wrapper, '_accumulative_counts', 1) > 1 and not wrapper.should_update():
+            return  # the gradients were only accumulated: the weights did not change
+        super().after_train_iter(runner, batch_idx, data_batch, outputs)
