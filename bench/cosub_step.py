@@ -9,7 +9,9 @@ For DeiT III models at constant drop-path rates (the cosub recipes' schedule), o
   (``compute='skip'``: 'auto' masks on CUDA with Bernoulli draws, because of what this variant measured there) with
   Bernoulli draws; ``ours_fixed``: the same with 'fixed' sampling (a fixed count of kept rows, static shapes);
   ``ours_compiled`` / ``ours_fixed_compiled``: those two with the model under ``torch.compile`` (compile time is
-  measured apart, on the first calls).
+  measured apart, on the first calls); ``ours_ckpt``: ``ours`` with activation checkpointing of every block
+  (:mod:`cosub_seg.models.checkpointing`), ``ours_mask_ckpt``: the same masking instead of skipping; their rows
+  add ``<v>_time_vs_ours`` and ``<v>_memory_vs_ours``.
 
 All variants share the initial weights; they are timed round-robin in one process (median of ``--repeats``). Peak
 memory of a step: on a GPU ``torch.cuda.max_memory_allocated`` above what is allocated before the step (in this
@@ -57,9 +59,11 @@ from bench.common import (add_common_args, apply_timing_args, device_name, memor
 from cosub_seg.analysis import sdpa_flop_jit  # noqa: E402
 from cosub_seg.cosub import cosub_loss  # noqa: E402
 from cosub_seg.cosub import StochasticDepthConfig  # noqa: E402
+from cosub_seg.models.checkpointing import set_activation_checkpointing  # noqa: E402
 from cosub_seg.models.stochastic_depth import configure_stochastic_depth, stochastic_depth_slots  # noqa: E402
 
-VARIANTS = ('plain', 'reference', 'ours', 'ours_fixed', 'ours_compiled', 'ours_fixed_compiled')
+VARIANTS = ('plain', 'reference', 'ours', 'ours_fixed', 'ours_compiled', 'ours_fixed_compiled', 'ours_ckpt',
+            'ours_mask_ckpt')
 CPU_VARIANTS = ('plain', 'reference', 'ours')
 OURS = tuple(v for v in VARIANTS if v.startswith('ours'))
 NUM_CLASSES = 1000
@@ -102,7 +106,10 @@ def configure(base: torch.nn.Module, rate: float, variant: str, device: torch.de
     model = copy.deepcopy(base)
     if variant.startswith('ours'):
         sampling = 'fixed' if 'fixed' in variant else 'bernoulli'
-        configure_stochastic_depth(model, StochasticDepthConfig(rate, 'constant', compute='skip', sampling=sampling))
+        compute = 'mask' if '_mask' in variant else 'skip'
+        configure_stochastic_depth(model, StochasticDepthConfig(rate, 'constant', compute=compute, sampling=sampling))
+        if variant.endswith('_ckpt'):
+            set_activation_checkpointing(model)
     else:  # timm's own DropPath, at the constant rate of the cosub recipes
         for parent, name in stochastic_depth_slots(model):
             setattr(parent, name, DropPath(rate))
@@ -266,6 +273,11 @@ def main(argv=None):
                 row[f'{prefix}cost_vs_plain'] = round(times[v] / times['plain'], 4)
                 if not args.no_memory:
                     row[f'{prefix}memory_ratio_vs_reference'] = round(mem[v] / mem['reference'], 4)
+            for v in ('ours_ckpt', 'ours_mask_ckpt'):
+                if v in variants:  # activation checkpointing against the same step without it (issue 16)
+                    row[f'{v}_time_vs_ours'] = round(times[v] / times['ours'], 4)
+                    if not args.no_memory:
+                        row[f'{v}_memory_vs_ours'] = round(mem[v] / mem['ours'], 4)
             rows.append(row)
             print(json.dumps(row), flush=True)
     ours = [v for v in OURS if v in variants]

@@ -9,6 +9,7 @@ from ..cosub import cosub_loss
 from ..cosub.stochastic_depth import StochasticDepthConfig
 from ..errors import ConfigError
 from ..registry import MODELS
+from .checkpointing import set_activation_checkpointing
 from .timm_factory import create_timm_model
 
 
@@ -36,6 +37,9 @@ class CosubClassifier(BaseModel):
         binarize_threshold: binarise targets with ``target > threshold`` (DeiT III's ``--bce-loss`` uses 0.0).
         data_preprocessor: config of the preprocessor (normalisation, mixup).
         init_cfg: MMEngine initialisation config.
+        grad_checkpointing: activation checkpointing of every residual block (:mod:`cosub_seg.models.checkpointing`):
+            less activation memory for a second forward pass of each block in the backward pass; the same loss and
+            gradients, the recomputed blocks dropping the rows they dropped.
     """
 
     def __init__(self,
@@ -52,7 +56,8 @@ class CosubClassifier(BaseModel):
                  drop_path_rate: Optional[float] = None,
                  drop_path_schedule: Optional[str] = None,
                  drop_path_compute: Optional[str] = None,
-                 drop_path_sampling: Optional[str] = None):
+                 drop_path_sampling: Optional[str] = None,
+                 grad_checkpointing: bool = False):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         sd = StochasticDepthConfig.build(stochastic_depth, drop_path_rate=drop_path_rate,
                                          drop_path_schedule=drop_path_schedule, drop_path_compute=drop_path_compute,
@@ -70,6 +75,9 @@ class CosubClassifier(BaseModel):
         self.binarize_threshold = binarize_threshold
         self.stochastic_depth = sd
         self.backbone = create_timm_model(arch, stochastic_depth=sd, num_classes=num_classes, **(model_kwargs or {}))
+        self.grad_checkpointing = bool(grad_checkpointing)
+        if self.grad_checkpointing:
+            set_activation_checkpointing(self.backbone)
 
     def forward(self,
                 inputs: torch.Tensor,

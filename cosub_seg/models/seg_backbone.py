@@ -15,6 +15,7 @@ from timm.models.xcit import Xcit
 from ..checkpoint import extract_state_dict, load_checkpoint_file, timm_state_dict
 from ..cosub.stochastic_depth import StochasticDepthConfig
 from ..errors import ConfigError, MissingFileError
+from .checkpointing import set_activation_checkpointing
 from .timm_factory import create_timm_model, model_module
 
 PLAIN_TYPES = (VisionTransformer, Xcit)  # one stride-16 scale: a neck makes the pyramid
@@ -59,6 +60,7 @@ class TimmSegBackbone(BaseModule):
             arguments, from configs written before ``stochastic_depth``; when given they override its fields.
         model_kwargs: further ``timm.create_model`` arguments.
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` or None for random initialisation.
+        grad_checkpointing: activation checkpointing of every residual block (:mod:`cosub_seg.models.checkpointing`).
         frozen: a frozen backbone, for probes: no parameter requires a gradient, the network stays in eval mode
             (no stochastic depth, normalisation statistics fixed) whatever ``train()`` is asked, and the forward
             runs under ``torch.no_grad()``.
@@ -75,7 +77,8 @@ class TimmSegBackbone(BaseModule):
                  drop_path_schedule: Optional[str] = None,
                  drop_path_compute: Optional[str] = None,
                  drop_path_sampling: Optional[str] = None,
-                 frozen: bool = False):
+                 frozen: bool = False,
+                 grad_checkpointing: bool = False):
         checkpoint = None
         if init_cfg is not None:
             if init_cfg.get('type') != 'Pretrained' or 'checkpoint' not in init_cfg:
@@ -101,6 +104,9 @@ class TimmSegBackbone(BaseModule):
         self.out_indices = out_indices if isinstance(out_indices, int) else list(out_indices)
         model.prune_intermediate_layers(self.out_indices, prune_norm=True, prune_head=True)
         self.model = model
+        self.grad_checkpointing = bool(grad_checkpointing)
+        if self.grad_checkpointing:
+            set_activation_checkpointing(self.model)
         self.frozen = bool(frozen)
         if self.frozen:
             self.model.requires_grad_(False)
