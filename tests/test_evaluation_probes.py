@@ -229,6 +229,21 @@ def test_vit_features_equal_timms_forward(tiny_vit):
     torch.testing.assert_close(alone, feats['cls+avgpool/last2'])
 
 
+def test_vit_without_a_class_token_gives_its_pooled_tokens():
+    """An average-pooling ViT (no prefix token: timm hands out bare token maps): 'avgpool' is the mean of the final
+    tokens, 'cls' is refused."""
+    torch.manual_seed(0)
+    model = timm.create_model('deit3_small_patch16_224', img_size=32, patch_size=8, embed_dim=32, depth=2,
+                              num_heads=2, num_classes=5, class_token=False, global_pool='avg')
+    images, loader = _loader()
+    feats, _ = extract_features(model, loader, kind='avgpool')
+    with torch.no_grad():
+        final = model.eval().forward_features(images)
+    torch.testing.assert_close(feats, final.mean(1))
+    with pytest.raises(ConfigError, match=r"no class token.*kind='avgpool'"):
+        extract_features(model, loader, kind='cls')
+
+
 def test_conv_net_features_are_the_pooled_last_stages():
     torch.manual_seed(0)
     model = timm.create_model('convnext_atto', num_classes=0)

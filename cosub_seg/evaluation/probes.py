@@ -83,9 +83,11 @@ def _choice_features(model: nn.Module, x: torch.Tensor, choices: Sequence[Tuple[
     want_cls = any(kind != 'avgpool' for kind, _ in choices)
     per_block = []  # (class token or None, average-pooled tokens), earliest block first
     if _is_token_vit(model):
-        outputs = model.forward_intermediates(x, indices=n_max, return_prefix_tokens=True, norm=True,
+        has_prefix = getattr(model, 'num_prefix_tokens', 0) > 0  # timm returns bare tensors without any
+        outputs = model.forward_intermediates(x, indices=n_max, return_prefix_tokens=has_prefix, norm=True,
                                               output_fmt='NLC', intermediates_only=True)
-        for tokens, prefix in outputs:
+        for output in outputs:
+            tokens, prefix = output if has_prefix else (output, None)
             per_block.append((prefix[:, 0] if want_cls else None, tokens.mean(dim=1)))
     else:
         # Stage outputs in NCHW, the network's final norm on the last one where timm applies it; a class token

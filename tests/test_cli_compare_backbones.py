@@ -1,0 +1,64 @@
+"""tools/compare_backbones.py (cosub_seg/cli/compare_backbones.py) on two tiny checkpoints and the digits: it writes
+the table (markdown and JSON, the same numbers), and the chart (one 4 x 4 inch panel per probe at 100 dpi, read back);
+a checkpoint without its config and a wrong number of names are refused with what to do."""
+import json
+import os.path as osp
+
+import cv2
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+
+from cosub_seg.cli.compare_backbones import main
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CONFIG = osp.join(ROOT, 'configs/pretrain/cosub_deit3-tiny_digits.py')
+
+
+def tiny_checkpoint(path, seed, with_config=True):
+    from cosub_seg.registry import MODELS
+    cfg = Config.fromfile(CONFIG)
+    cfg.model.model_kwargs.update(embed_dim=32, depth=1, num_heads=2)
+    torch.manual_seed(seed)
+    with DefaultScope.overwrite_default_scope('cosub_seg'):
+        model = MODELS.build(cfg.model)
+    checkpoint = dict(state_dict=model.state_dict())
+    if with_config:
+        checkpoint['meta'] = dict(cfg=cfg.pretty_text)
+    torch.save(checkpoint, path)
+    return str(path)
+
+
+def test_compare_backbones_writes_the_table_and_the_chart(digits_root, tmp_path):
+    a, b = tiny_checkpoint(tmp_path / 'a.pth', 0), tiny_checkpoint(tmp_path / 'b.pth', 1)
+    out = tmp_path / 'out'
+    main([a, b, '--names', 'first', 'second', '--data', digits_root, '--ks', '5', '10', '--seeds', '0', '1',
+          '--epochs', '2', '--out-dir', str(out)])
+    data = json.loads((out / 'compare.json').read_text())
+    assert list(data['backbones']) == ['first', 'second'] and data['seeds'] == [0, 1]
+    rows = (out / 'compare.md').read_text().splitlines()
+    assert rows[2] == '| backbone | kNN k=5 top-1 | kNN k=10 top-1 | linear top-1 |'
+    for name, row in zip(('first', 'second'), rows[4:6]):
+        result = data['backbones'][name]
+        assert result['features'] == ['cls'] and result['train_images'] == 1437 and result['val_images'] == 360
+        top1 = [r['top1'] for r in result['linear']['runs']]
+        assert result['linear']['top1_mean'] == pytest.approx(sum(top1) / 2)
+        assert row == (f"| {name} | {result['knn']['5']['top1']:.2f} | {result['knn']['10']['top1']:.2f} | "
+                       f"{result['linear']['top1_mean']:.2f} ± {result['linear']['top1_std']:.2f} |")
+        assert 0 <= result['knn']['5']['top1'] <= 100
+    chart = cv2.imread(str(out / 'compare.png'))
+    assert chart.shape == (400, 3 * 400, 3)  # three panels of 4 x 4 inches at 100 dpi
+
+
+def test_compare_backbones_refuses_what_it_cannot_use(digits_root, tmp_path, capsys):
+    bare = tiny_checkpoint(tmp_path / 'bare.pth', 0, with_config=False)
+    with pytest.raises(SystemExit) as exc:
+        main([bare, '--data', digits_root, '--out-dir', str(tmp_path / 'out')])
+    assert exc.value.code == 1
+    assert f'{bare} holds no config (it was not written by tools/pretrain.py): pass the pretraining config that ' \
+           'built it with --config' in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main([bare, bare, '--names', 'one', '--data', digits_root])
+    assert exc.value.code == 2
+    assert '--names: 1 names for 2 checkpoints' in capsys.readouterr().err
