@@ -131,11 +131,10 @@ def seg_probe(seg_config: str, checkpoint: str, work_dir: str, options: List[str
 
 
 def probe_one(path: str, args) -> Dict[str, object]:
-    from cosub_seg.evaluation.probes import extract_feature_sets, knn_evaluate, linear_probe
+    from cosub_seg.evaluation.probes import extract_feature_sets, has_class_token, knn_evaluate, linear_probe
     cfg = model_config(path, args.config)
     model = build_classifier(cfg, path)
-    from cosub_seg.evaluation.probes import _has_class_token
-    kinds = args.features or (['cls'] if _has_class_token(model.backbone) else ['avgpool'])
+    kinds = args.features or (['cls'] if has_class_token(model.backbone) else ['avgpool'])
     choices = [(kind, 1) for kind in kinds]
     feats = {}
     for split in ('train', 'val'):

@@ -71,7 +71,8 @@ def _block_count(model: nn.Module) -> int:
     return len(getattr(model, 'blocks', []))
 
 
-def _has_class_token(model: nn.Module) -> bool:
+def has_class_token(model: nn.Module) -> bool:
+    """Whether the network has a class token (ViT-style), or pools with one (PiT, XCiT): whether 'cls' exists."""
     if _is_token_vit(model):
         return getattr(model, 'cls_token', None) is not None
     return getattr(model, 'global_pool', None) == 'token'
@@ -139,7 +140,7 @@ def extract_feature_sets(backbone: nn.Module,
         raise ConfigError('choices is empty: give at least one (kind, last_n_blocks) pair, e.g. [("cls", 1)]')
     for kind, n in choices:
         _check_choice(kind, n, _block_count(backbone), model_name)
-        if kind != 'avgpool' and not _has_class_token(backbone):
+        if kind != 'avgpool' and not has_class_token(backbone):
             raise ConfigError(f'{model_name} has no class token, so feature kind {kind!r} does not exist for it: '
                               "use kind='avgpool'")
         if kind != 'avgpool' and n > 1 and not _is_token_vit(backbone):
@@ -716,6 +717,6 @@ def linear_probe(train_features: Features, train_labels: torch.Tensor,
 
 
 __all__ = ['KINDS', 'KNN_KS', 'KNN_TEMPERATURE', 'SGD_LRS', 'ADAMW_LRS', 'FEATURE_FORMAT', 'feature_name',
-           'extract_features', 'extract_feature_sets', 'FeatureFile', 'save_features', 'load_features',
-           'check_splits', 'knn_class_scores', 'knn_evaluate', 'LinearProbeResult', 'stratified_holdout',
-           'linear_probe']
+           'has_class_token', 'extract_features', 'extract_feature_sets', 'FeatureFile', 'save_features',
+           'load_features', 'check_splits', 'knn_class_scores', 'knn_evaluate', 'LinearProbeResult',
+           'stratified_holdout', 'linear_probe']
