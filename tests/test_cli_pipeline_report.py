@@ -10,7 +10,8 @@ import re
 import subprocess
 import sys
 
-from cosub_seg.cli.pipeline_report import Checkpoints, Configs, ConfusionMatrix, PipelineReport, RandomInit, Setup
+from cosub_seg.cli.pipeline_report import (Checkpoints, Configs, ConfusionMatrix, PipelineReport, Probes, RandomInit,
+                                           Setup)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -39,7 +40,7 @@ def test_json_has_the_report_keys_and_the_nested_values():
     data = json.loads(json.dumps(report().to_json()))
     assert set(data) == {'headline', 'top1', 'top5', 'top1_at_epoch', 'mIoU', 'aAcc', 'mAcc', 'per_class_iou',
                          'confusion_matrix', 'wall_time_s', 'configs', 'checkpoints', 'exports', 'pictures', 'notes',
-                         'paths_relative_to', 'commands', 'environment', 'setup', 'random_init'}
+                         'paths_relative_to', 'commands', 'environment', 'setup', 'random_init', 'probes'}
     assert data['confusion_matrix'] == dict(classes=['background', 'digit 0'], counts=[[9, 1], [2, 3]],
                                             rows='ground truth', columns='prediction')
     assert data['checkpoints'] == dict(pretrain='pretrain/epoch_25.pth', pretrain_choice='last',
@@ -99,6 +100,23 @@ def test_headline_says_what_was_done_and_what_it_means():
                                       'checkpoint handed over).')
 
 
+def test_probes_get_a_headline_line_a_table_row_and_a_summary_line():
+    probes = Probes(data='data/digits', features=['cls'], knn_top1={'10': 94.7222, '20': 94.4444, '100': 93.8889},
+                    linear_top1=95.0, linear_top1_std=0.0, seeds=[0], table='work_dirs/demo/probes/compare.md')
+    measured = report(probes=probes, wall_time_s=dict(report().wall_time_s, probes=12.6))
+    words = 'kNN top-1 k=10 94.72 %, k=20 94.44 %, k=100 93.89 %; linear-probe top-1 95.00 %'
+    assert measured.headline()[1] == f'Frozen, its cls features classify the val images of data/digits at {words}.'
+    assert measured.headline()[0] == report().headline()[0] and measured.headline()[2:] == report().headline()[1:]
+    lines = measured.markdown().splitlines()
+    assert f'| frozen-backbone probes (`tools/compare_backbones.py`) | | {words} | 13 s |' in lines
+    assert '- frozen-backbone probes: `work_dirs/demo/probes/compare.md` (and compare.json, compare.png beside it)' in lines
+    assert f'probes       {words}   (13 s)' in measured.summary('work_dirs/demo').splitlines()
+    three = Probes(**dict(probes.__dict__, seeds=[0, 1, 2], linear_top1=94.5))
+    assert three.words().endswith('linear-probe top-1 94.50 % (mean of seeds 0, 1, 2)')
+    assert json.loads(json.dumps(measured.to_json()))['probes']['knn_top1']['20'] == 94.4444
+    assert not any('frozen-backbone probes' in line for line in report().markdown().splitlines())
+
+
 # ---------------------------------------------------------------------------------------------- the report written
 
 
@@ -118,6 +136,14 @@ def _fake_stages(monkeypatch, ran):
     def run(command, **kwargs):
         module, args = command[2], command[3:]
         ran.append(command)
+        if module == 'cosub_seg.cli.compare_backbones':
+            out_dir = args[args.index('--out-dir') + 1]
+            os.makedirs(out_dir)
+            with open(osp.join(out_dir, 'compare.json'), 'w') as f:
+                json.dump(dict(seeds=[0], backbones=dict(pretrained=dict(
+                    features=['cls'], knn={'10': dict(top1=90.0), '20': dict(top1=91.25), '100': dict(top1=80.0)},
+                    linear=dict(top1_mean=92.5, top1_std=0.0)))), f)
+            return subprocess.CompletedProcess(command, 0)
         work_dir = args[args.index('--work-dir') + 1]
         os.makedirs(osp.join(work_dir, '20260101_000000', 'vis_data'), exist_ok=True)
         if module in ('cosub_seg.cli.pretrain', 'cosub_seg.cli.train_seg'):
@@ -190,6 +216,8 @@ def test_report_of_a_work_dir_under_the_repository_holds_no_machine_path(tmp_pat
     _fake_stages(monkeypatch, ran)
     work_dir = root / 'work_dirs' / 'run'
     scenes = root / 'data' / 'scenes'
+    for split in ('train', 'val'):  # the pretraining data as an ImageNet-style folder: the probes run on it
+        (root / 'data' / 'digits' / split).mkdir(parents=True)
     pipeline.main([str(root / PRETRAIN_CONFIG), str(root / SEG_CONFIG), '--work-dir', str(work_dir),
                    '--compare-random-init', '--seg-options', f'train_dataloader.dataset.dataset.data_root={scenes}',
                    '--pretrain-options', 'train_cfg.max_epochs=25'])
@@ -205,6 +233,9 @@ def test_report_of_a_work_dir_under_the_repository_holds_no_machine_path(tmp_pat
     expected = [
         dict(stage='pretraining', command=f'{python} -m cosub_seg.cli.pretrain {PRETRAIN_CONFIG} --work-dir '
              'work_dirs/run/pretrain --cfg-options train_cfg.max_epochs=25'),
+        dict(stage='frozen-backbone probes', command=f'{python} -m cosub_seg.cli.compare_backbones '
+             'work_dirs/run/pretrain/epoch_25.pth --config work_dirs/run/pretrain/cosub_deit3-tiny_digits.py '
+             '--names pretrained --data data/digits --seeds 0 --out-dir work_dirs/run/probes'),
         dict(stage='fine-tuning', command=f'{python} -m cosub_seg.cli.train_seg {seg} --work-dir work_dirs/run/seg '
              '--cfg-options train_dataloader.dataset.dataset.data_root=data/scenes '
              'model.backbone.init_cfg.type=Pretrained '
@@ -226,8 +257,9 @@ def test_report_of_a_work_dir_under_the_repository_holds_no_machine_path(tmp_pat
         assert f'- {command["stage"]}: `{command["command"]}`' in markdown.splitlines()
     # What ran: the same arguments, except the absolute paths the user gave; the hand-off is relative to the root
     # (the config as run keeps no machine path).
-    assert ran[1][-1] == 'model.backbone.init_cfg.checkpoint=work_dirs/run/pretrain/epoch_25.pth'
-    assert ran[3][-1] == 'model.backbone.init_cfg=None' and ran[4][4] == 'work_dirs/run/seg_random_init/iter_2000.pth'
+    assert ran[1][3] == 'work_dirs/run/pretrain/epoch_25.pth'  # probed: the checkpoint handed over
+    assert ran[2][-1] == 'model.backbone.init_cfg.checkpoint=work_dirs/run/pretrain/epoch_25.pth'
+    assert ran[4][-1] == 'model.backbone.init_cfg=None' and ran[5][4] == 'work_dirs/run/seg_random_init/iter_2000.pth'
     from mmengine.config import Config
     random_as_run = Config.fromfile(str(work_dir / 'seg_random_init' / osp.basename(SEG_CONFIG)))
     assert random_as_run.model.backbone.init_cfg is None  # MMEngine reads the option as None: random weights
@@ -245,11 +277,14 @@ def test_report_of_a_work_dir_under_the_repository_holds_no_machine_path(tmp_pat
         'Pretrained deit3_small_patch16_224 (depth=6, embed_dim=128, img_size=32, num_heads=4, patch_size=8) with '
         'cosub (k=2) on ImageFolderDataset (data/digits) for 25 epochs: validation top-1 93.50 % (epoch 25, the '
         'checkpoint handed over).',
+        'Frozen, its cls features classify the val images of data/digits at kNN top-1 k=10 90.00 %, k=20 91.25 %, '
+        'k=100 80.00 %; linear-probe top-1 92.50 %.',
         'Fine-tuned UperNet on DigitScenesDataset (data/scenes) for 2000 iterations from that backbone: mIoU 41.50 '
         'on the validation images (weakest class digit 0: 12.00 IoU).',
         'From random initialisation the same fine-tuning reaches mIoU 30.00: pretraining adds +11.50 mIoU.']
     assert data['headline'] == headline
-    assert markdown.splitlines()[:5] == ['# cosub_seg pipeline report', '', *headline]
+    assert markdown.splitlines()[:6] == ['# cosub_seg pipeline report', '', *headline]
+    assert data['probes']['table'] == 'work_dirs/run/probes/compare.md' and data['notes'] == []
     assert '\n'.join(headline) in printed and 'report       work_dirs/run/report.md' in printed
 
 

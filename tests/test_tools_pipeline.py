@@ -23,7 +23,7 @@ SEG_CONFIG = 'configs/seg/upernet_cosub-deit3-tiny_digitscenes.py'
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 REPORT_KEYS = {'headline', 'top1', 'top5', 'top1_at_epoch', 'mIoU', 'aAcc', 'mAcc', 'per_class_iou',
                'confusion_matrix', 'wall_time_s', 'configs', 'checkpoints', 'exports', 'pictures', 'notes',
-               'paths_relative_to', 'commands', 'environment', 'setup', 'random_init'}
+               'paths_relative_to', 'commands', 'environment', 'setup', 'random_init', 'probes'}
 
 
 CLASSES = ['background'] + [f'digit {i}' for i in range(10)]
@@ -48,7 +48,7 @@ def pipeline_run(digits_root, tmp_path_factory, python):
 def test_report_files_hold_the_expected_keys_and_numbers(pipeline_run):
     report, work_dir = pipeline_run['report'], pipeline_run['work_dir']
     assert set(report) == REPORT_KEYS
-    assert set(report['wall_time_s']) == {'pretrain', 'finetune', 'export', 'evaluate', 'pictures', 'total',
+    assert set(report['wall_time_s']) == {'pretrain', 'probes', 'finetune', 'export', 'evaluate', 'pictures', 'total',
                                           'finetune_random_init', 'evaluate_random_init'}
     # top-1 is the pretraining's validation at the epoch of the checkpoint handed over (epoch 1 of 1).
     val = [r for r in scalars(osp.join(work_dir, 'pretrain')) if 'accuracy/top1' in r]
@@ -96,16 +96,72 @@ def test_report_files_hold_the_expected_keys_and_numbers(pipeline_run):
     assert random_init['gap'] == pytest.approx(report['mIoU'] - random_init['mIoU'], abs=1e-4)
     assert random_init['checkpoint'] == osp.join('seg_random_init', 'iter_2.pth')
     assert Config.fromfile(osp.join(work_dir, random_init['config_as_run'])).model.backbone.init_cfg is None
-    assert markdown.splitlines()[2:5] == report['headline']
+    assert markdown.splitlines()[2:6] == report['headline']
     assert report['headline'][0].startswith('Pretrained deit3_small_patch16_224 (') and (
         f'validation top-1 {report["top1"]:.2f} %' in report['headline'][0])
-    assert f'for 2 iterations from that backbone: mIoU {report["mIoU"]:.2f}' in report['headline'][1]
-    assert f'reaches mIoU {random_init["mIoU"]:.2f}' in report['headline'][2]
+    assert report['headline'][1].startswith('Frozen, its cls features classify the val images of ')
+    assert f'for 2 iterations from that backbone: mIoU {report["mIoU"]:.2f}' in report['headline'][2]
+    assert f'reaches mIoU {random_init["mIoU"]:.2f}' in report['headline'][3]
     assert '\n'.join(report['headline']) in pipeline_run['stdout']
     # Commands as run from the repository root: no absolute path (the work dir is outside it: '../'), the
     # interpreter of the repository's .venv by its relative path.
     for command in report['commands']:
         assert not [word for word in command['command'].split() if word.startswith('/') or '=/' in word]
+
+
+def _weighted_knn_top1(train, train_labels, val, val_labels, k, temperature=0.07):
+    """DINO's kNN top-1 in %, computed the plain way: cosine similarities, the k nearest, exp(sim / T) per class."""
+    train = torch.nn.functional.normalize(train.double(), dim=1)
+    val = torch.nn.functional.normalize(val.double(), dim=1)
+    right = 0
+    for feature, label in zip(val, val_labels):
+        sims = train @ feature
+        nearest = sims.argsort(descending=True)[:k]
+        votes = torch.zeros(int(train_labels.max()) + 1, dtype=torch.double)
+        for j in nearest:
+            votes[train_labels[j]] += torch.exp(sims[j] / temperature)
+        right += int(votes.argmax() == label)
+    return right * 100 / len(val_labels)
+
+
+@pytest.mark.slow
+def test_probes_of_the_run_are_the_knn_and_linear_probe_of_the_checkpoint_handed_over(pipeline_run, digits_root):
+    """report.json's probes are those of compare.json, and its kNN top-1 (k = 20) is a brute-force kNN on the class
+    tokens of the pretraining checkpoint handed to the fine-tuning, over the pretraining data."""
+    from cosub_seg.cli.compare_backbones import split_batches
+    report, work_dir = pipeline_run['report'], pipeline_run['work_dir']
+    probes = report['probes']
+    with open(osp.join(work_dir, 'probes', 'compare.json')) as f:
+        compared = json.load(f)
+    result = compared['backbones']['pretrained']
+    assert probes['features'] == ['cls'] and probes['seeds'] == [0] == compared['seeds']
+    assert probes['knn_top1'] == {k: pytest.approx(v['top1'], abs=1e-4) for k, v in result['knn'].items()}
+    assert probes['linear_top1'] == pytest.approx(result['linear']['runs'][0]['top1'], abs=1e-4)
+    assert probes['table'] == osp.join('probes', 'compare.md')
+    assert osp.samefile(result['checkpoint'], osp.join(work_dir, report['checkpoints']['pretrain']))
+    cfg = Config.fromfile(osp.join(work_dir, report['configs']['pretrain_as_run']))
+    with DefaultScope.overwrite_default_scope('cosub_seg'):
+        model = MODELS.build(cfg.model).eval()
+    model.load_state_dict(torch.load(osp.join(work_dir, report['checkpoints']['pretrain']), map_location='cpu',
+                                     weights_only=True)['state_dict'])
+    feats = {}
+    with torch.no_grad():
+        for split in ('train', 'val'):
+            batches = list(split_batches(cfg, model, digits_root, split, 256))
+            feats[split] = (torch.cat([model.backbone.forward_features(x)[:, 0] for x, _ in batches]),
+                            torch.cat([y for _, y in batches]))
+    # Within one of the 360 val images: after one epoch many votes are near ties, and features computed at another
+    # batch size (256 here, 64 there) differ in the last bits.
+    n_val = len(feats['val'][1])
+    assert n_val == 360
+    assert probes['knn_top1']['20'] == pytest.approx(_weighted_knn_top1(*feats['train'], *feats['val'], k=20),
+                                                     abs=100 / n_val + 1e-3)
+    # Its headline line and its row in report.md.
+    with open(osp.join(work_dir, 'report.md')) as f:
+        markdown = f.read()
+    assert f'k=20 {probes["knn_top1"]["20"]:.2f} %' in report['headline'][1]
+    assert f'linear-probe top-1 {probes["linear_top1"]:.2f} %' in report['headline'][1]
+    assert '| frozen-backbone probes (`tools/compare_backbones.py`) |' in markdown
 
 
 @pytest.mark.slow
@@ -174,11 +230,12 @@ def test_a_run_shorter_than_the_logger_interval_still_writes_its_report(digits_r
     work_dir = str(tmp_path / 'short')
     options = [o for o in seg_options(scenes, iters=2) if not o.startswith('default_hooks.logger')]
     proc = run_tool([python, 'tools/pipeline.py', PRETRAIN_CONFIG, SEG_CONFIG, '--work-dir', work_dir,
-                     '--num-overlays', '1', '--pretrain-options', *digits_options(digits_root, epochs=1),
-                     '--seg-options', *options])
+                     '--num-overlays', '1', '--no-probes', '--pretrain-options',
+                     *digits_options(digits_root, epochs=1), '--seg-options', *options])
     with open(osp.join(work_dir, 'report.json')) as f:
         report = json.load(f)
     assert set(report) == REPORT_KEYS and report['mIoU'] is not None
+    assert report['probes'] is None and 'probes' not in report['wall_time_s'] and len(report['headline']) == 3
     assert 'finetune_curves' not in report['pictures'] and 'pretrain_curves' in report['pictures']
     [note] = report['notes']
     assert note == ('no segmentation fine-tuning curves: the run in seg/ logged no training records (loss or lr). A '

@@ -1,8 +1,8 @@
 r"""One command from a pretraining config to a segmentation report.
 
-pretraining -> the checkpoint handed to the segmentation config -> fine-tuning -> export (timm safetensors for the
-backbone, mmseg init_model files for the segmentor) -> evaluation of the exported segmentor -> pictures ->
-report.md + report.json. Each training or evaluation stage runs as its own process, the same command a user would
+pretraining -> frozen-backbone probes of it (kNN, linear) -> the checkpoint handed to the segmentation config ->
+fine-tuning -> export (timm safetensors for the backbone, mmseg init_model files for the segmentor) -> evaluation
+of the exported segmentor -> pictures -> report.md + report.json. Each training or evaluation stage runs as its own process, the same command a user would
 type (printed before it starts, its paths relative to the repository root, where the pipeline runs), so a failed
 stage can be rerun by hand.
 
@@ -17,6 +17,8 @@ Examples:
 
 What WORK_DIR holds afterwards:
     pretrain/  seg/        the two training runs (logs, scalars.json, checkpoints, the configs as run)
+    probes/                compare.md / compare.json / compare.png of tools/compare_backbones.py on the pretrained
+                           backbone (kNN k = 10, 20, 100 and the linear probe, one seed), unless --no-probes
     export/backbone/       model.safetensors + config.json: timm.create_model('local-dir:...', pretrained=True)
     export/segmentor/      <seg config>.py + .pth: mmseg.apis.init_model(config, checkpoint)
     eval/                  the evaluation log (metrics and confusion matrix in its JSON)
@@ -64,6 +66,11 @@ def parse_args(argv=None):
                         help='also fine-tune from a randomly initialised backbone (same config and options, '
                         'model.backbone.init_cfg=None; WORK_DIR/seg_random_init), evaluate it the same way and '
                         'report what pretraining adds. Doubles the fine-tuning time')
+    parser.add_argument('--probe-data', metavar='DIR',
+                        help='ImageNet-style folder (train/, val/ class folders) for the frozen-backbone probes of the '
+                        'pretrained backbone (kNN and linear probe, tools/compare_backbones.py; WORK_DIR/probes). '
+                        "Default: the pretraining data, when it is such a folder")
+    parser.add_argument('--no-probes', action='store_true', help='skip the frozen-backbone probes')
     parser.add_argument('--debug', action='store_true', help=DEBUG_HELP + ' (passed on to every stage)')
     return parser.parse_args(argv)
 
@@ -159,6 +166,42 @@ def validation_at(records: List[dict], step: Optional[int], key: str) -> Optiona
     return (exact or found or [None])[-1]
 
 
+def probe_folder(pretrain_config: str, notes: List[str]) -> Optional[str]:
+    """The pretraining data's folder when it holds ``train/`` and ``val/`` class folders (what the probes read);
+    else None, with a note saying how to probe."""
+    from mmengine.config import Config
+    dataset = Config.fromfile(pretrain_config).train_dataloader.dataset
+    while isinstance(dataset.get('dataset'), dict):
+        dataset = dataset['dataset']
+    root = dataset.get('data_root')
+    if root and all(osp.isdir(osp.join(root, split)) for split in ('train', 'val')):
+        return relative(root)
+    notes.append(f'probes: not run, the pretraining data ({root or dataset.get("type")}) is not a folder with train/ '
+                 'and val/ class folders; --probe-data DIR names one')
+    return None
+
+
+def probe_device() -> List[str]:
+    import torch
+    return ['--device', 'cuda'] if torch.cuda.is_available() else []
+
+
+def read_probes(out_dir: str, data: str, work_dir: str):
+    """The :class:`Probes` of ``compare.json``, written by the probe stage in ``out_dir``."""
+    from cosub_seg.cli.pipeline_report import Probes
+    path = osp.join(out_dir, 'compare.json')
+    if not osp.isfile(path):
+        raise MissingFileError(f'{path} is missing: the probe stage wrote no results')
+    with open(path) as f:
+        found = json.load(f)
+    (result,) = found['backbones'].values()
+    return Probes(data=relative(data), features=result['features'],
+                  knn_top1={k: round(v['top1'], 4) for k, v in result['knn'].items()},
+                  linear_top1=round(result['linear']['top1_mean'], 4),
+                  linear_top1_std=round(result['linear']['top1_std'], 4), seeds=found['seeds'],
+                  table=relative(osp.join(out_dir, 'compare.md'), work_dir))
+
+
 def read_test_metrics(eval_dir: str) -> dict:
     """The metrics MMEngine's LoggerHook wrote to ``<eval_dir>/<timestamp>/<timestamp>.json`` after testing."""
     found = sorted(glob.glob(osp.join(eval_dir, '*', '*.json')), key=osp.getmtime)
@@ -183,7 +226,7 @@ def main(argv=None):
     args = parse_args(argv)
     seg_name = osp.splitext(osp.basename(args.seg_config))[0]
     work_dir = args.work_dir or osp.join('work_dirs', f'pipeline_{seg_name}')
-    names = ('pretrain', 'seg', 'eval', 'export', 'pictures', 'seg_random_init', 'eval_random_init')
+    names = ('pretrain', 'probes', 'seg', 'eval', 'export', 'pictures', 'seg_random_init', 'eval_random_init')
     dirs = {name: osp.join(work_dir, name) for name in names}
     for path, what in ((args.pretrain_config, 'pretraining config'), (args.seg_config, 'segmentation config')):
         if not osp.isfile(path):
@@ -198,6 +241,17 @@ def main(argv=None):
         args.pretrain_config, '--work-dir', dirs['pretrain'], *train_flags,
         *(['--cfg-options', *args.pretrain_options] if args.pretrain_options else [])], commands)
     pretrained = best_checkpoint(dirs['pretrain']) if args.use_best else last_checkpoint(dirs['pretrain'])
+    pretrain_used = osp.join(dirs['pretrain'], osp.basename(args.pretrain_config))
+    seg_used = osp.join(dirs['seg'], osp.basename(args.seg_config))
+
+    # 1b. Frozen-backbone probes of that checkpoint (kNN, linear): what the features are worth before any fine-tuning.
+    probes, notes = None, []
+    probe_data = None if args.no_probes else (args.probe_data or probe_folder(pretrain_used, notes))
+    if probe_data is not None:
+        times['probes'] = run_stage('frozen-backbone probes', 'cosub_seg.cli.compare_backbones', [
+            for_run(pretrained), '--config', for_run(pretrain_used), '--names', 'pretrained',
+            '--data', probe_data, '--seeds', '0', '--out-dir', dirs['probes'], *probe_device(), *debug], commands)
+        probes = read_probes(dirs['probes'], probe_data, work_dir)
 
     # 2. Fine-tuning from that checkpoint (the hand-off comes last: it wins over --seg-options).
     handoff = ['model.backbone.init_cfg.type=Pretrained', f'model.backbone.init_cfg.checkpoint={for_run(pretrained)}']
@@ -208,8 +262,6 @@ def main(argv=None):
 
     # 3. Export, from the configs as the runs dumped them (command-line options included).
     from cosub_seg.convert import export_backbone, export_segmentor
-    pretrain_used = osp.join(dirs['pretrain'], osp.basename(args.pretrain_config))
-    seg_used = osp.join(dirs['seg'], osp.basename(args.seg_config))
     print('\n== export', flush=True)
     tick = time.time()
     backbone = export_backbone(pretrain_used, pretrained, osp.join(dirs['export'], 'backbone'))
@@ -246,7 +298,6 @@ def main(argv=None):
     # 5. Pictures.
     print('\n== pictures', flush=True)
     tick = time.time()
-    notes: List[str] = []
     pictures = draw_pictures(dirs, metrics, segmentor, args.num_overlays, notes,
                              random_init=args.compare_random_init)
     times['pictures'] = time.time() - tick
@@ -287,6 +338,7 @@ def main(argv=None):
         environment=environment(),
         setup=describe_setup(pretrain_used, seg_used),
         random_init=random_init,
+        probes=probes,
     )
     with open(osp.join(work_dir, 'report.json'), 'w') as f:
         json.dump(report.to_json(), f, indent=2)

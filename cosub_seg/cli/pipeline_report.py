@@ -53,6 +53,24 @@ class RandomInit:
 
 
 @dataclass
+class Probes:
+    """Frozen-backbone probes of the pretrained backbone (``tools/compare_backbones.py``): DINO's weighted kNN and
+    DINOv2's linear probe on the features of ``data``'s train and val images, top-1 in %."""
+    data: str  # ImageNet-style folder (train/, val/)
+    features: List[str]  # 'cls', 'avgpool', ...
+    knn_top1: Dict[str, float]  # neighbour count k -> val top-1
+    linear_top1: float  # mean over seeds
+    linear_top1_std: float  # sample std over seeds (0 for one seed)
+    seeds: List[int]
+    table: str  # the compare_backbones table (compare.md)
+
+    def words(self) -> str:
+        knn = ', '.join(f'k={k} {_fmt(v)} %' for k, v in self.knn_top1.items())
+        seeds = f' (mean of seeds {", ".join(map(str, self.seeds))})' if len(self.seeds) > 1 else ''
+        return f'kNN top-1 {knn}; linear-probe top-1 {_fmt(self.linear_top1)} %{seeds}'
+
+
+@dataclass
 class ConfusionMatrix:
     classes: List[str]
     counts: Optional[list]  # counts[i][j]: pixels of true class i predicted as j
@@ -82,6 +100,7 @@ class PipelineReport:
     environment: Dict[str, str]
     setup: Optional[Setup] = None
     random_init: Optional[RandomInit] = None  # measured with --compare-random-init
+    probes: Optional[Probes] = None  # frozen-backbone probes of the pretrained backbone (None: not run)
     notes: List[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
@@ -103,6 +122,10 @@ class PipelineReport:
                     f'Pretrained the backbone {cosub}')
         epoch = f' (epoch {self.top1_at_epoch}, the checkpoint handed over)' if self.top1_at_epoch is not None else ''
         lines = [f'{pretrain}: validation top-1 {_fmt(self.top1)} %{epoch}.']
+        if self.probes is not None:
+            p = self.probes
+            lines.append(f'Frozen, its {"+".join(p.features)} features classify the val images of {p.data} at '
+                         f'{p.words()}.')
         finetune = (f'Fine-tuned {s.segmentor} on {s.seg_data} for {s.seg_length} from that backbone' if s else
                     'Fine-tuned the segmentor from that backbone')
         weakest = self.weakest_class()
@@ -126,6 +149,8 @@ class PipelineReport:
             '| stage | config | result | wall time |', '|---|---|---|---|',
             f'| pretraining (cosub) | `{c.pretrain}` | val top-1 {_fmt(self.top1)} %, top-5 {_fmt(self.top5)} % '
             f'(epoch {self.top1_at_epoch}) | {t["pretrain"]:.0f} s |',
+            *([f'| frozen-backbone probes (`tools/compare_backbones.py`) | | {self.probes.words()} | '
+               f'{t.get("probes", 0):.0f} s |'] if self.probes else []),
             f'| fine-tuning | `{c.seg}` | | {t["finetune"]:.0f} s |',
             f'| evaluation of the exported segmentor | | mIoU {_fmt(self.mIoU)}, mAcc {_fmt(self.mAcc)}, '
             f'aAcc {_fmt(self.aAcc)} | {t["evaluate"]:.0f} s |',
@@ -162,6 +187,8 @@ class PipelineReport:
             '## Files', '', f'Paths are relative to {self.paths_relative_to}.', '',
             f'- configs as run: `{c.pretrain_as_run}`, `{c.seg_as_run}`',
             f'- pretraining checkpoint handed over ({k.pretrain_choice}): `{k.pretrain}`',
+            *([f'- frozen-backbone probes: `{self.probes.table}` (and compare.json, compare.png beside it)']
+              if self.probes else []),
             f'- fine-tuned checkpoint: `{k.seg}`',
             *([f'- fine-tuned from random initialisation: `{r.checkpoint}` (config as run `{r.config_as_run}`)']
               if r else []),
@@ -180,6 +207,7 @@ class PipelineReport:
         return '\n'.join([
             '', '== cosub_seg pipeline report', *self.headline(), '',
             f'pretraining  val top-1 {_fmt(self.top1)} % (epoch {self.top1_at_epoch})   ({t["pretrain"]:.0f} s)',
+            *([f'probes       {self.probes.words()}   ({t.get("probes", 0):.0f} s)'] if self.probes else []),
             f'fine-tuning  val mIoU {_fmt(self.mIoU)}, mAcc {_fmt(self.mAcc)}, aAcc {_fmt(self.aAcc)}   '
             f'({t["finetune"]:.0f} s + evaluation {t["evaluate"]:.0f} s)',
             *([f'random init  val mIoU {_fmt(r.mIoU)} (pretraining: {_fmt_gap(r.gap)})   '
