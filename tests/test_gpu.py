@@ -314,3 +314,40 @@ def test_deterministic_mode_stops_upernet_training_on_cuda(monkeypatch):
     with deterministic_algorithms(), pytest.raises(RuntimeError, match='does not have a deterministic implementation'):
         model.train_step(dict(data), optim)
 
+
+
+@pytest.mark.parametrize('config,batch', [('configs/pretrain/cosub_deit3-tiny_digits.py', 64),
+                                          ('configs/seg/upernet_cosub-deit3-tiny_digitscenes.py', 8)])
+def test_training_memory_estimate_is_within_20_percent_of_a_real_cuda_step(config, batch):
+    """tools/analyze_model.py --memory (fake tensors on the CPU) against torch.cuda.max_memory_allocated of the same
+    step (the second, so the optimiser's state exists), same batch and settings as the estimate assumes."""
+    estimate, real = estimate_and_real_step_memory(config, batch, 'cuda')
+    assert estimate['peak_bytes'] == pytest.approx(real, rel=0.2), (estimate, real)
+
+
+def estimate_and_real_step_memory(config, batch, device):
+    """The estimate, and the peak bytes allocated on ``device`` (CUDA) by the second step of the real model, the
+    batch itself left out."""
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import MODELS, DefaultScope
+
+    from cosub_seg.analysis import _fake_batch, estimate_training_memory, training_config
+    estimate = estimate_training_memory(config, batch)
+    cfg, _ = training_config(config)
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope') or 'mmseg'):
+        model = revert_sync_batchnorm(MODELS.build(cfg.model)).to(device).train()
+        optimizer = build_optim_wrapper(model, cfg.optim_wrapper).optimizer
+    with torch.device(device):
+        inputs, samples = _fake_batch(model, cfg, batch, tuple(estimate['input_size']))
+    samples = [s.to(device) for s in samples]
+    for step in range(2):
+        if step == 1 and device == 'cuda':
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        losses = model(inputs, samples, mode='loss')
+        sum(v for k, v in losses.items() if 'loss' in k).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    real = torch.cuda.max_memory_allocated() if device == 'cuda' else 0
+    return estimate, real - inputs.numel() * inputs.element_size()
