@@ -1,7 +1,7 @@
 # cosub ViT-H/14 (DeiT III), ImageNet-1k, 800 epochs at 160 (DeiT III's ViT-H recipe, METHOD.md: LAMB 3e-3 for a
 # batch of 2048, drop-path 0.6 constant over depth; tested at 224 after DeiT III's fine-tuning step); published
 # cosub: 88.0 top-1 (DeiT III alone: 85.2 at 224). 160 px with 14-px patches: an 11x11 grid, the last 6 pixel rows and
-# columns unused, as in the authors' code.
+# columns fall outside the patches (a stride-14 convolution over 160 pixels).
 #
 # Memory on 80 GB cards: 632 M parameters with their gradients, LAMB's two moments and the EMA take ~12 GB before
 # any activation, and cosub runs every image twice; so every block is checkpointed (model.grad_checkpointing) and the
