@@ -7,6 +7,7 @@ PYTHONPATH) and adds one of these hooks to ``default_hooks``.
 import collections
 import os
 import signal
+import time
 
 import torch
 import torch.distributed as dist
@@ -47,6 +48,50 @@ class KillDuringSaveHook(Hook):
     def before_save_checkpoint(self, runner, checkpoint):
         if checkpoint['meta'].get('iter', 0) >= self.iteration:
             os.replace = lambda src, dst: _die()
+
+
+@HOOKS.register_module()
+class PauseForSignalHook(Hook):
+    """Before training iteration ``iteration`` (1-based), writes ``<ready_dir>/ready.<rank>`` and waits (at most
+    ``timeout`` seconds) until this process's PreemptionHook has received a signal: a test then sends a real signal
+    from outside, and the run is preempted after exactly that iteration."""
+
+    def __init__(self, iteration: int, ready_dir: str, timeout: float = 120):
+        self.iteration = iteration
+        self.ready_dir = ready_dir
+        self.timeout = timeout
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        if runner.iter + 1 != self.iteration:
+            return
+        preemption = next(h for h in runner.hooks if type(h).__name__ == 'PreemptionHook')
+        with open(os.path.join(self.ready_dir, f'ready.{get_dist_info()[0]}'), 'w') as f:
+            f.write(str(os.getpid()))
+        deadline = time.monotonic() + self.timeout
+        while not preemption.received:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f'PauseForSignalHook: no signal within {self.timeout} s')
+            time.sleep(0.02)
+
+
+@HOOKS.register_module()
+class SignalDuringSaveHook(Hook):
+    """Sends SIGTERM to the process in the middle of the save of the checkpoint of iteration ``iteration``: its bytes
+    are in the temporary file, about to be renamed to the final name."""
+
+    def __init__(self, iteration: int):
+        self.iteration = iteration
+
+    def before_save_checkpoint(self, runner, checkpoint):
+        if checkpoint['meta'].get('iter') != self.iteration:
+            return
+        replace = os.replace
+
+        def signal_then_replace(src, dst):
+            os.replace = replace
+            os.kill(os.getpid(), signal.SIGTERM)
+            replace(src, dst)
+        os.replace = signal_then_replace
 
 
 @HOOKS.register_module()

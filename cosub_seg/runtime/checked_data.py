@@ -31,6 +31,7 @@ from mmengine.registry import DATA_SAMPLERS, DATASETS
 from torch.utils.data import Sampler
 
 from ..errors import ConfigError, ConfigTypeError, DataError, MissingFileError, UserError
+from .preemption import shield_data_worker
 from .randomness import SAMPLE_DOMAIN, derive_seed, isolated_rng
 
 FILE_KEYS = ('img_path', 'seg_map_path')
@@ -143,6 +144,7 @@ class CheckedDataset:
         return len(self.dataset)
 
     def __getitem__(self, key):
+        shield_data_worker()  # a worker outlives a preemption signal until the main process has saved
         if isinstance(key, Draw):
             if key.placeholder:
                 return None

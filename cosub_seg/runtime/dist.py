@@ -48,13 +48,14 @@ def setup_distributed(cfg: Config, launcher: str) -> None:
     cfg.sync_bn = None
 
 
-def teardown_distributed() -> None:
-    """Ends a distributed run: every rank waits for the others, destroys the process group and leaves at once.
+def teardown_distributed(exit_status: int = 0) -> None:
+    """Ends a distributed run: every rank waits for the others, destroys the process group and leaves at once with
+    ``exit_status`` (a preempted run: :data:`cosub_seg.runtime.preemption.PREEMPTED_EXIT_STATUS`).
 
     With gloo on CPUs, letting the interpreter finalise after that sometimes aborted a rank ("terminate called
     without an active exception", SIGABRT from a C++ thread torn down at exit once rank 0's store was gone), which
     torchrun reports as a failed job although training had finished. So, after flushing logs and output, a
-    distributed run exits with ``os._exit(0)``. A run without a process group returns normally.
+    distributed run exits with ``os._exit(exit_status)``. A run without a process group returns normally.
     """
     if not (dist.is_available() and dist.is_initialized()):
         return
@@ -63,4 +64,4 @@ def teardown_distributed() -> None:
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(exit_status)

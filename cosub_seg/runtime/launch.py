@@ -16,6 +16,7 @@ from ..models.seg_backbone import check_pretrained_checkpoint
 from .checkpointing import find_resumable_checkpoint
 from .console import build_runner
 from .dist import setup_distributed, teardown_distributed
+from .preemption import TrainingPreempted, preempted_marker
 from .split_checks import check_split_configs
 
 
@@ -23,7 +24,8 @@ def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument('config', help='config file')
     parser.add_argument('--work-dir', help='where logs and checkpoints go (default: work_dirs/<config name>)')
     parser.add_argument('--resume', nargs='?', const='auto', default=None, metavar='CHECKPOINT',
-                        help='resume from CHECKPOINT, or without a path from the newest checkpoint of the work dir')
+                        help='resume from CHECKPOINT, or without a path from the newest checkpoint of the work dir '
+                        '(the default where the work dir holds a preempted run: its preempted.json marker)')
     parser.add_argument('--amp', action='store_true',
                         help='mixed precision: fp16 with loss scaling on a GPU, bf16 autocast on a CPU')
     parser.add_argument('--amp-dtype', choices=['float16', 'bfloat16'], default=None,
@@ -235,7 +237,14 @@ def config_from_args(args: argparse.Namespace) -> Config:
         enable_tensorboard(cfg)
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
-    if args.resume == 'auto':
+    marker = preempted_marker(cfg.work_dir) if args.resume is None else None
+    if marker is not None:
+        # The work dir holds a run stopped by a preemption signal (runtime/preemption.py): the same command line,
+        # e.g. the requeued slurm job's, continues it.
+        print_log(f'{cfg.work_dir} holds a preempted run (iteration {marker.get("iteration", "?")}, '
+                  f'{marker.get("signal", "a signal")}): resuming from its newest complete checkpoint',
+                  logger='current', level=30)
+    if args.resume == 'auto' or marker is not None:
         # The newest complete checkpoint, whatever last_checkpoint says; none: start from the beginning.
         checkpoint = find_resumable_checkpoint(cfg.work_dir) if osp.isdir(cfg.work_dir) else None
         if checkpoint is None:
@@ -250,11 +259,18 @@ def config_from_args(args: argparse.Namespace) -> Config:
 def run_training(argv: Optional[Sequence[str]], description: str) -> None:
     """The body of both training tools (``tools/pretrain.py``, ``tools/train_seg.py``): parse the command line, load
     the config, check before anything is built what can be checked (a pretrained checkpoint the backbone names, the
-    validation split), then train with the Runner."""
+    validation split), then train with the Runner. A run stopped by a preemption signal exits with
+    :data:`cosub_seg.runtime.preemption.PREEMPTED_EXIT_STATUS` (``TrainingPreempted`` is a ``SystemExit``)."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     cfg = config_from_args(add_train_args(parser).parse_args(argv))
     check_pretrained_checkpoint(cfg.model)
     check_split_configs(cfg, splits=('val', ))
     runner = build_runner(cfg)
-    runner.train()
+    try:
+        runner.train()
+    except TrainingPreempted as stop:
+        # Every process stopped after the same step with the checkpoint written; a distributed run leaves through
+        # the same exit as a finished one (os._exit after a barrier), with the preemption status.
+        teardown_distributed(stop.code)
+        raise
     teardown_distributed()

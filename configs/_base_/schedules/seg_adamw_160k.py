@@ -25,12 +25,15 @@ default_hooks = dict(
     # image: mmseg's default interval of 50 batches left --show-dir with one picture in 50, or none on a short set.
     visualization=dict(type='PredictionVisualizationHook', interval=1),
     # Reliability (cosub_seg/runtime/hooks.py): exact resume, logs of the global batch, stop on a non-finite loss,
-    # log skipped bad samples, refuse checkpoints that do not fit the model.
+    # log skipped bad samples, refuse checkpoints that do not fit the model, stop cleanly when preempted.
     exact_resume=dict(type='ExactResumeHook'),
     global_mean_log=dict(type='GlobalMeanLogHook'),
     non_finite_loss=dict(type='NonFiniteLossHook'),
     skipped_samples=dict(type='SkippedSampleLogHook'),
     checkpoint_fit=dict(type='CheckpointFitHook'),
+    # On SIGTERM / SIGUSR1 (slurm's preemption and time-limit signals): finish the step, write iter_<n>.pth
+    # atomically, exit with status 75, which tools/slurm_launch.sh requeues (cosub_seg/runtime/preemption.py).
+    preemption=dict(type='PreemptionHook', signals=['SIGTERM', 'SIGUSR1']),
     # The validation split before the first training step, the test split before the first test step: files,
     # decoding, annotations, and the class counts of heads, datasets and annotation checks (see
     # cosub_seg/runtime/split_checks.py).
