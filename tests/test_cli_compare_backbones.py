@@ -62,3 +62,33 @@ def test_compare_backbones_refuses_what_it_cannot_use(digits_root, tmp_path, cap
         main([bare, bare, '--names', 'one', '--data', digits_root])
     assert exc.value.code == 2
     assert '--names: 1 names for 2 checkpoints' in capsys.readouterr().err
+
+
+def test_segmentation_probes_of_same_named_checkpoints_get_their_own_work_dirs(digits_root, tmp_path, monkeypatch,
+                                                                                capsys):
+    """epoch_25.pth of two runs: refused without --names (the table could not tell them apart); with them, each
+    segmentation probe runs in out/seg/<name>, and the table takes each one's mIoU."""
+    from cosub_seg.cli import compare_backbones
+    (tmp_path / 'k2').mkdir()
+    (tmp_path / 'k1').mkdir()
+    a = tiny_checkpoint(tmp_path / 'k2' / 'epoch_25.pth', 0)
+    b = tiny_checkpoint(tmp_path / 'k1' / 'epoch_25.pth', 1)
+    with pytest.raises(SystemExit) as exc:
+        main([a, b, '--data', digits_root, '--out-dir', str(tmp_path / 'refused')])
+    assert exc.value.code == 1
+    assert 'two checkpoints would share a name in the table (epoch_25, epoch_25): give each its own with --names' \
+        in capsys.readouterr().err
+    runs = []
+
+    def seg_probe(seg_config, checkpoint, work_dir, options):
+        runs.append((checkpoint, work_dir))
+        return 10.0 * len(runs)
+
+    monkeypatch.setattr(compare_backbones, 'seg_probe', seg_probe)
+    out = tmp_path / 'out'
+    main([a, b, '--names', 'cosub k=2', 'plain', '--data', digits_root, '--ks', '5', '--seeds', '0', '--epochs', '1',
+          '--seg-config', 'configs/probe/linear-seg_deit3-tiny_digitscenes.py', '--out-dir', str(out)])
+    assert runs == [(a, str(out / 'seg' / 'cosub_k_2')), (b, str(out / 'seg' / 'plain'))]
+    data = json.loads((out / 'compare.json').read_text())
+    assert [data['backbones'][n]['linear_seg_miou'] for n in ('cosub k=2', 'plain')] == [10.0, 20.0]
+    assert (out / 'compare.md').read_text().splitlines()[2].endswith('| linear-seg mIoU |')

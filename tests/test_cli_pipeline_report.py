@@ -109,7 +109,8 @@ def test_probes_get_a_headline_line_a_table_row_and_a_summary_line():
     assert measured.headline()[0] == report().headline()[0] and measured.headline()[2:] == report().headline()[1:]
     lines = measured.markdown().splitlines()
     assert f'| frozen-backbone probes (`tools/compare_backbones.py`) | | {words} | 13 s |' in lines
-    assert '- frozen-backbone probes: `work_dirs/demo/probes/compare.md` (and compare.json, compare.png beside it)' in lines
+    assert ('- frozen-backbone probes: `work_dirs/demo/probes/compare.md` (and compare.json, compare.png beside it)'
+            in lines)
     assert f'probes       {words}   (13 s)' in measured.summary('work_dirs/demo').splitlines()
     three = Probes(**dict(probes.__dict__, seeds=[0, 1, 2], linear_top1=94.5))
     assert three.words().endswith('linear-probe top-1 94.50 % (mean of seeds 0, 1, 2)')

@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 from typing import Dict, List, Optional
@@ -130,7 +131,9 @@ def seg_probe(seg_config: str, checkpoint: str, work_dir: str, options: List[str
     return float(values[-1])
 
 
-def probe_one(path: str, args) -> Dict[str, object]:
+def probe_one(path: str, args, name: Optional[str] = None) -> Dict[str, object]:
+    """The probes of one checkpoint; ``name`` (the table's, default the file name) names its segmentation probe's
+    work dir, so checkpoints of the same file name (``epoch_25.pth`` of several runs) do not share one."""
     from cosub_seg.evaluation.probes import extract_feature_sets, has_class_token, knn_evaluate, linear_probe
     cfg = model_config(path, args.config)
     model = build_classifier(cfg, path)
@@ -153,7 +156,7 @@ def probe_one(path: str, args) -> Dict[str, object]:
     result['linear'] = dict(top1_mean=float(top1.mean()), top1_std=float(top1.std(ddof=1)) if len(top1) > 1 else 0.0,
                             runs=[r.as_dict() for r in runs])
     if args.seg_config:
-        name = osp.splitext(osp.basename(path))[0]
+        name = re.sub(r'[^\w.+-]+', '_', name or osp.splitext(osp.basename(path))[0])
         result['linear_seg_miou'] = seg_probe(args.seg_config, path, osp.join(args.out_dir, 'seg', name),
                                               args.seg_options)
     return result
@@ -206,6 +209,9 @@ def write_chart(names: List[str], results: List[dict], out_file: str, dpi: int =
 def main(argv=None):
     args = parse_args(argv)
     names = args.names or [osp.splitext(osp.basename(p))[0] for p in args.checkpoints]
+    if len(set(names)) < len(names):
+        raise ConfigError(f'two checkpoints would share a name in the table ({", ".join(names)}): give each its own '
+                          'with --names')
     for path in args.checkpoints:
         if not osp.isfile(path):
             raise MissingFileError(f'checkpoint {path} does not exist')
@@ -213,7 +219,7 @@ def main(argv=None):
     results = []
     for name, path in zip(names, args.checkpoints):
         print(f'{name}: probing {path}', flush=True)
-        results.append(probe_one(path, args))
+        results.append(probe_one(path, args, name))
     print(write_table(names, results, args.out_dir, args.seeds))
     chart = write_chart(names, results, osp.join(args.out_dir, 'compare.png'))
     with open(osp.join(args.out_dir, 'compare.json'), 'w') as f:

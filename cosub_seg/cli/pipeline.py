@@ -2,9 +2,9 @@ r"""One command from a pretraining config to a segmentation report.
 
 pretraining -> frozen-backbone probes of it (kNN, linear) -> the checkpoint handed to the segmentation config ->
 fine-tuning -> export (timm safetensors for the backbone, mmseg init_model files for the segmentor) -> evaluation
-of the exported segmentor -> pictures -> report.md + report.json. Each training or evaluation stage runs as its own process, the same command a user would
-type (printed before it starts, its paths relative to the repository root, where the pipeline runs), so a failed
-stage can be rerun by hand.
+of the exported segmentor -> pictures -> report.md + report.json. Each training or evaluation stage runs as its own
+process, the same command a user would type (printed before it starts, its paths relative to the repository root,
+where the pipeline runs), so a failed stage can be rerun by hand.
 
 With --compare-random-init the fine-tuning runs a second time with the same config and options but a randomly
 initialised backbone (model.backbone.init_cfg=None), is evaluated the same way, and the report gives both mIoUs and
