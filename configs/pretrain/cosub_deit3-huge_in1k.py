@@ -3,11 +3,13 @@
 # cosub: 88.0 top-1 (DeiT III alone: 85.2 at 224). 160 px with 14-px patches: an 11x11 grid, the last 6 pixel rows and
 # columns fall outside the patches (a stride-14 convolution over 160 pixels).
 #
-# Memory on 80 GB cards: 632 M parameters with their gradients, LAMB's two moments and the EMA take ~12 GB before
-# any activation, and cosub runs every image twice; so every block is checkpointed (model.grad_checkpointing) and the
-# recipe is meant to run with --amp. Check a batch per GPU and option set before renting the GPUs with
-# `tools/analyze_model.py configs/pretrain/cosub_deit3-huge_in1k.py --memory --amp [--batch-size N]`. 64 per GPU x 32
-# GPUs = 2048; on 16 GPUs keep the global batch with optim_wrapper.accumulative_counts=2.
+# Memory per GPU, estimated with `tools/analyze_model.py configs/pretrain/cosub_deit3-huge_in1k.py --memory --amp`
+# (bench/training_memory.py, docs/benchmarks.md): at 64 images per GPU (x 2 cosub copies) with --amp, 22.4 GiB
+# at the peak, of which 9.4 GiB are weights, LAMB's moments and the EMA and 12.9 GiB activations, so an 80 GB card
+# needs no activation checkpointing; model.grad_checkpointing=True brings the peak to 13.3 GiB (for 40 GB cards or
+# larger batches, at about 1.3x the step time). The 'fixed' draws below matter: Bernoulli draws mask on a GPU and
+# keep every row's activations. 64 per GPU x 32 GPUs = 2048; on 16 GPUs keep the global batch with
+# optim_wrapper.accumulative_counts=2.
 _base_ = [
     '../_base_/models/cosub_classifier.py',
     '../_base_/datasets/imagenet_3aug_160.py',
@@ -20,6 +22,6 @@ model = dict(
     # skipped on the GPU too: Bernoulli draws mask there (StochasticDepth.skips_on), keeping every row's activations.
     stochastic_depth=dict(rate=0.6, schedule='constant', sampling='fixed'),
     model_kwargs=dict(img_size=160),
-    grad_checkpointing=True,
+    grad_checkpointing=False,
 )
 optim_wrapper = dict(optimizer=dict(lr=3e-3), accumulative_counts=1)

@@ -2,10 +2,10 @@
 # (2560, 640) x 0.5-2.0, test at (2560, 640), slide windows of 640), 160k iterations, batch 16 (8 GPUs x 2). The
 # position embeddings are resampled from the pretraining grid to 40x40.
 #
-# Memory on 80 GB cards: estimate a batch per GPU and option set with `tools/analyze_model.py
-# configs/seg/upernet_cosub-deit3-large_ade20k-640x640.py --memory --batch-size 2`; for more crops per GPU, or cosub
-# during fine-tuning (model.num_submodels=2, twice the activations), add --cfg-options
-# model.backbone.grad_checkpointing=True.
+# Memory per GPU, estimated with `tools/analyze_model.py configs/seg/upernet_cosub-deit3-large_ade20k-640x640.py
+# --memory --batch-size 2` (bench/training_memory.py, docs/benchmarks.md), fp32: 13.3 GiB at 2 crops per GPU,
+# 24.3 GiB with cosub during fine-tuning (model.num_submodels=2), 40.4 GiB at 8 crops, 20.5 GiB at 8 crops with
+# --cfg-options model.backbone.grad_checkpointing=True. An 80 GB card needs no memory option at this recipe's batch.
 _base_ = ['./upernet_cosub-deit3-large_ade20k-512x512.py']
 crop_size = (640, 640)
 model = dict(
