@@ -92,3 +92,23 @@ def test_segmentation_probes_of_same_named_checkpoints_get_their_own_work_dirs(d
     data = json.loads((out / 'compare.json').read_text())
     assert [data['backbones'][n]['linear_seg_miou'] for n in ('cosub k=2', 'plain')] == [10.0, 20.0]
     assert (out / 'compare.md').read_text().splitlines()[2].endswith('| linear-seg mIoU |')
+
+
+def test_groups_give_the_mean_and_sample_std_over_their_checkpoints(digits_root, tmp_path):
+    """Three checkpoints in two groups: each group's row is the mean and sample standard deviation (n - 1) of its
+    members' values, worked out here from the per-checkpoint results."""
+    paths = [tiny_checkpoint(tmp_path / f'{i}.pth', i) for i in range(3)]
+    out = tmp_path / 'out'
+    main([*paths, '--names', 'a0', 'a1', 'b0', '--groups', 'a', 'a', 'b', '--data', digits_root, '--ks', '5',
+          '--seeds', '0', '--epochs', '1', '--out-dir', str(out)])
+    data = json.loads((out / 'compare.json').read_text())
+    knn = [data['backbones'][n]['knn']['5']['top1'] for n in ('a0', 'a1', 'b0')]
+    mean = (knn[0] + knn[1]) / 2
+    std = (((knn[0] - mean) ** 2 + (knn[1] - mean) ** 2) / 1) ** 0.5
+    assert data['groups']['a']['kNN k=5 top-1'] == pytest.approx(dict(mean=mean, std=std, n=2))
+    assert data['groups']['b']['kNN k=5 top-1'] == pytest.approx(dict(mean=knn[2], std=0.0, n=1))
+    linear = data['backbones']['b0']['linear']['top1_mean']
+    assert data['groups']['b']['linear top-1']['mean'] == pytest.approx(linear)
+    lines = (out / 'compare.md').read_text().splitlines()
+    assert '| group | checkpoints | kNN k=5 top-1 | linear top-1 |' in lines
+    assert f'| a | 2 | {mean:.2f} ± {std:.2f} | ' in '\n'.join(lines)

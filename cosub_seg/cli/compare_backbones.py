@@ -13,6 +13,8 @@ for any other weights file (a timm state dict, a DeiT III release, safetensors).
 Examples:
     cosub-compare-backbones work_dirs/k2/epoch_25.pth work_dirs/k1/epoch_25.pth --names cosub plain \
         --data data/digits --out-dir work_dirs/compare
+    cosub-compare-backbones k2_s0/epoch_25.pth k2_s1/epoch_25.pth k1_s0/epoch_25.pth k1_s1/epoch_25.pth \
+        --names k2-0 k2-1 k1-0 k1-1 --groups cosub cosub plain plain --data data/digits
     cosub-compare-backbones A.pth B.pth --data data/digits --seg-config \
         configs/probe/linear-seg_deit3-tiny_digitscenes.py --seg-options train_cfg.max_iters=300
 """
@@ -39,6 +41,9 @@ def parse_args(argv=None):
     parser.add_argument('checkpoints', nargs='+', help='checkpoints to compare')
     parser.add_argument('--data', required=True, help='ImageNet-style folder with train/ and val/')
     parser.add_argument('--names', nargs='+', help='one name per checkpoint (default: the file names)')
+    parser.add_argument('--groups', nargs='+', metavar='GROUP',
+                        help='one group per checkpoint (e.g. the recipe of runs of several seeds): the table adds '
+                        "each group's mean ± sample std over its checkpoints, and the JSON a 'groups' entry")
     parser.add_argument('--config', help="the pretraining config, for checkpoints that do not hold theirs")
     parser.add_argument('--features', nargs='+', default=None, choices=['cls', 'avgpool', 'cls+avgpool'],
                         help='feature kinds (kNN uses the first; the linear probe chooses among all); default: the '
@@ -55,6 +60,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.names is not None and len(args.names) != len(args.checkpoints):
         parser.error(f'--names: {len(args.names)} names for {len(args.checkpoints)} checkpoints')
+    if args.groups is not None and len(args.groups) != len(args.checkpoints):
+        parser.error(f'--groups: {len(args.groups)} groups for {len(args.checkpoints)} checkpoints')
     return args
 
 
@@ -171,7 +178,22 @@ def metrics_of(result: Dict[str, object]) -> Dict[str, tuple]:
     return out
 
 
-def write_table(names: List[str], results: List[dict], out_dir: str, seeds: List[int]) -> str:
+def group_summary(groups: List[str], results: List[dict]) -> Dict[str, dict]:
+    """``{group: {column: {'mean', 'std', 'n'}}}``: each probe's mean and sample std (ddof 1; 0 for one member) over
+    the checkpoints of a group, in the order groups first appear. Linear probes enter with their mean over seeds."""
+    summary = {}
+    for group in dict.fromkeys(groups):
+        members = [metrics_of(r) for g, r in zip(groups, results) if g == group]
+        summary[group] = {}
+        for column in members[0]:
+            values = np.array([m[column][0] for m in members])
+            summary[group][column] = dict(mean=float(values.mean()), n=len(values),
+                                          std=float(values.std(ddof=1)) if len(values) > 1 else 0.0)
+    return summary
+
+
+def write_table(names: List[str], results: List[dict], out_dir: str, seeds: List[int],
+                groups: Optional[Dict[str, dict]] = None) -> str:
     columns = list(metrics_of(results[0]))
     lines = ['| backbone | ' + ' | '.join(columns) + ' |', '|---' * (len(columns) + 1) + '|']
     for name, result in zip(names, results):
@@ -181,6 +203,12 @@ def write_table(names: List[str], results: List[dict], out_dir: str, seeds: List
         lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
     text = ('Frozen-backbone probes (accuracy and mIoU in %; linear top-1: mean ± sample std over seeds '
             f'{", ".join(map(str, seeds))})\n\n' + '\n'.join(lines) + '\n')
+    if groups:
+        rows = ['| group | checkpoints | ' + ' | '.join(columns) + ' |', '|---' * (len(columns) + 2) + '|']
+        for group, stats in groups.items():
+            cells = [f'{stats[c]["mean"]:.2f} ± {stats[c]["std"]:.2f}' for c in columns]
+            rows.append(f'| {group} | {stats[columns[0]]["n"]} | ' + ' | '.join(cells) + ' |')
+        text += ('\nBy group: mean ± sample std over the checkpoints of each group\n\n' + '\n'.join(rows) + '\n')
     with open(osp.join(out_dir, 'compare.md'), 'w') as f:
         f.write(text)
     return text
@@ -220,10 +248,12 @@ def main(argv=None):
     for name, path in zip(names, args.checkpoints):
         print(f'{name}: probing {path}', flush=True)
         results.append(probe_one(path, args, name))
-    print(write_table(names, results, args.out_dir, args.seeds))
+    groups = group_summary(args.groups, results) if args.groups else None
+    print(write_table(names, results, args.out_dir, args.seeds, groups))
     chart = write_chart(names, results, osp.join(args.out_dir, 'compare.png'))
     with open(osp.join(args.out_dir, 'compare.json'), 'w') as f:
-        json.dump(dict(backbones=dict(zip(names, results)), data=args.data, seeds=args.seeds), f, indent=2)
+        json.dump(dict(backbones=dict(zip(names, results)), data=args.data, seeds=args.seeds,
+                       **({'groups': groups} if groups else {})), f, indent=2)
     print(f'wrote {osp.join(args.out_dir, "compare.md")}, compare.json and {chart}')
 
 
