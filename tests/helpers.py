@@ -1,6 +1,7 @@
 """Helpers shared by several test files (not a test file: pytest collects nothing here). Running a tool and reading
 what it logged, the overrides that shrink the digits configs to a few iterations, a PNG reader, the demo work dir of
-the Makefile, a pickle that runs code when loaded, a segmentor's own prediction, and a toy MMEngine run."""
+the Makefile, a pickle that runs code when loaded, a segmentor's own prediction, the demo segmentor exported with
+random weights, and a toy MMEngine run."""
 import glob
 import json
 import os
@@ -117,6 +118,36 @@ def own_prediction(model, image_path):
     with torch.no_grad():
         [result] = model.test_step(dict(inputs=[sample['inputs']], data_samples=[sample['data_samples']]))
     return result.pred_sem_seg.data
+
+
+def export_demo_segmentor(out_dir, seed=0):
+    """The demo segmentor (configs/seg/upernet_cosub-deit3-tiny_digitscenes.py) with random weights (``seed``),
+    its batch-norm statistics made non-trivial, exported by ``export_segmentor`` to ``out_dir``: the mmseg
+    ``<config>.py`` + ``.pth`` and the model folder (config.json + model.safetensors). Returns its paths and the
+    model (eval mode)."""
+    from mmengine.config import Config
+    from mmseg.registry import MODELS as SEG_MODELS
+
+    from cosub_seg.convert import export_segmentor
+    from cosub_seg.datasets.digit_scenes import SCENE_CLASSES, SCENE_PALETTE
+
+    config = osp.join(ROOT, 'configs', 'seg', 'upernet_cosub-deit3-tiny_digitscenes.py')
+    cfg = Config.fromfile(config)
+    cfg.model.backbone.init_cfg = None
+    torch.manual_seed(seed)
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        model = SEG_MODELS.build(cfg.model).eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.running_mean.normal_(0, 0.1)
+                module.running_var.uniform_(0.5, 2.0)
+    os.makedirs(out_dir, exist_ok=True)
+    checkpoint = osp.join(out_dir, 'iter_1.pth')
+    torch.save(dict(state_dict=model.state_dict(), meta=dict(dataset_meta=dict(
+        classes=list(SCENE_CLASSES), palette=SCENE_PALETTE))), checkpoint)
+    paths = export_segmentor(config, checkpoint, osp.join(out_dir, 'exported'))
+    return dict(paths, model=model)
 
 
 # ---------------------------------------------------------------------------------------------- a toy run

@@ -1,5 +1,6 @@
 """cosub_seg/ as a whole: the floor plan of ARCHITECTURE.md, checked from the code: which package may import which
-(read with ``ast`` from the files, not by importing them)."""
+(read with ``ast`` from the files, not by importing them), and that the inference package imports nothing of the
+training stack at module level."""
 import ast
 import os
 import os.path as osp
@@ -11,15 +12,21 @@ PACKAGE = osp.join(ROOT, 'cosub_seg')
 
 # Package (or top-level module) -> the packages of cosub_seg it must not import. See ARCHITECTURE.md.
 RUNTIME_AND_UP = {'runtime', 'cli', 'convert', 'analysis', 'visualization'}
+BELOW_INFERENCE = RUNTIME_AND_UP | {'inference'}
 FORBIDDEN = {
-    'cosub': {'models', 'datasets', 'evaluation', 'engine', 'checkpoint', 'registry'} | RUNTIME_AND_UP,
-    'models': RUNTIME_AND_UP,
-    'datasets': RUNTIME_AND_UP | {'models', 'engine'},
-    'evaluation': RUNTIME_AND_UP | {'models', 'engine'},
-    'engine': RUNTIME_AND_UP,
-    'checkpoint': RUNTIME_AND_UP | {'models', 'datasets', 'evaluation', 'engine'},
+    'cosub': {'models', 'datasets', 'evaluation', 'engine', 'checkpoint', 'registry'} | BELOW_INFERENCE,
+    'models': BELOW_INFERENCE,
+    'datasets': BELOW_INFERENCE | {'models', 'engine'},
+    'evaluation': BELOW_INFERENCE | {'models', 'engine'},
+    'engine': BELOW_INFERENCE,
+    'checkpoint': BELOW_INFERENCE | {'models', 'datasets', 'evaluation', 'engine'},
     'runtime': {'cli'},
+    # models and checkpoint only inside the functions of the torch backend (see the test below)
+    'inference': RUNTIME_AND_UP | {'datasets', 'evaluation', 'engine', 'registry', 'cosub'},
 }
+# What the ONNX path must run without (pip install 'cosub_seg[infer]', no mmcv): imported by inference/ only inside
+# functions (the torch backend, ONNX Runtime when a model is loaded).
+TRAINING_STACK = {'torch', 'torchvision', 'timm', 'mmcv', 'mmseg', 'mmengine', 'onnxruntime'}
 LEAVES = {'errors', 'known_warnings', 'progress', 'version'}  # import nothing of cosub_seg but errors
 
 
@@ -62,6 +69,26 @@ def test_layers_import_only_downwards(part):
         for target, line in imported_parts(path, part):
             if target in FORBIDDEN[part]:
                 offences.append(f'{osp.relpath(path, ROOT)}:{line} imports cosub_seg.{target}')
+    assert not offences, '\n'.join(offences)
+
+
+def test_inference_imports_the_training_stack_only_inside_functions():
+    offences = []
+    for path in files_of('inference'):
+        tree = ast.parse(open(path).read(), path)
+        for node in tree.body:  # module level only; function bodies are imported when they run
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ''] if not node.level else \
+                    [f'cosub_seg.{node.module or alias.name}' for alias in node.names]
+            else:
+                continue
+            for name in names:
+                parts = name.split('.')
+                if parts[0] in TRAINING_STACK or (parts[0] == 'cosub_seg' and len(parts) > 1
+                                                  and parts[1] in {'models', 'checkpoint', 'registry'}):
+                    offences.append(f'{osp.relpath(path, ROOT)}:{node.lineno} imports {name} at module level')
     assert not offences, '\n'.join(offences)
 
 

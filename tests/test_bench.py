@@ -1,6 +1,7 @@
 """bench/ (issue 12, item 3): each GPU benchmark's main() at a tiny size on the CPU: argument handling, the table,
 the JSON's keys (the machine and versions included), and that every ratio it reports is the ratio of the raw figures
-it reports; bench/gpu_bench.sh refuses to run without CUDA. Fast, but for one memory probe (slow)."""
+it reports; bench/gpu_bench.sh refuses to run without CUDA; bench/inference.py's three paths on the demo model (slow:
+an ONNX export). Fast, but for one memory probe and the inference benchmark (slow)."""
 import json
 import os.path as osp
 import subprocess
@@ -179,3 +180,17 @@ def test_digits_diagnosis_labels_a_scene_patch_with_the_digit_covering_over_half
     feats, labels = digits_diagnosis.scene_features(model, str(tmp_path), 'training')
     assert labels.tolist() == [7, 3, 1]
     assert [f.shape for f in feats] == [(3, 40), (3, 80), (3, 160), (3, 320)]
+
+
+@pytest.mark.slow
+def test_inference_reports_the_three_paths_and_their_agreement(tmp_path):
+    from bench import inference
+    out = str(tmp_path / 'inference.json')
+    inference.main(['--models', 'demo', '--repeats', '1', '--threads', '1', '--out', out])
+    rows = read(out)
+    assert [row['path'] for row in rows] == ['eager_fp32', 'eager_bf16', 'onnxruntime']
+    eager = rows[0]
+    assert eager['max_abs_diff'] == 0 and eager['pixel_agreement'] == 1
+    for row in rows:
+        assert row['speedup_vs_eager'] == ratio(row['img_s'], eager['img_s'])
+    assert rows[2]['max_abs_diff'] <= 1e-4 and rows[2]['pixel_agreement'] >= 0.999 and rows[2]['onnx_dynamic_size']

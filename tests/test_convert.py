@@ -192,3 +192,27 @@ def test_exported_weights_have_the_permissions_of_a_new_file_and_no_progress_bar
     os.umask(umask)
     for name in ('model.safetensors', 'config.json'):
         assert os.stat(tmp_path / 'timm' / name).st_mode & 0o777 == 0o666 & ~umask, name  # safetensors wrote 0600
+
+
+@pytest.mark.slow
+def test_onnx_command_static_graph_runs_in_slide_mode(tmp_path, capsys):
+    """``convert_checkpoint.py onnx --static CONFIG CHECKPOINT OUT``: the folder first, then a graph for the crop
+    size only, which the Segmenter runs in slide mode (padding crops where the image is smaller than the crop)."""
+    from cosub_seg.cli.convert_checkpoint import main
+    from cosub_seg.inference import Segmenter
+    from helpers import export_demo_segmentor
+
+    checkpoint = export_demo_segmentor(str(tmp_path / 'model'))['checkpoint']
+    paths = main(['onnx', '--static', SEG_CONFIG, checkpoint, str(tmp_path / 'folder')])
+    assert 'inputs only (slide inference around it)' in capsys.readouterr().out
+    assert paths['dynamic_size'] is False and paths['static_size'] == [64, 64]
+    with open(tmp_path / 'folder' / 'config.json') as f:
+        assert json.load(f)['files']['model.onnx']['static_size'] == [64, 64]
+    onnx = Segmenter.from_pretrained(str(tmp_path / 'folder'), backend='onnx')
+    reference = Segmenter.from_pretrained(str(tmp_path / 'folder'), backend='torch')
+    image = np.random.RandomState(0).randint(0, 256, (96, 160, 3), dtype=np.uint8)
+    with pytest.warns(UserWarning, match='exported for 64x64 inputs only'):
+        got = onnx.logits(image[None])  # whole mode asked: slides
+    np.testing.assert_allclose(got, reference.logits(image[None], mode='slide'), atol=1e-4)
+    small = onnx.predict(image[:40, :48])
+    assert small.labels.shape == (40, 48)

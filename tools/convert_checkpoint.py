@@ -1,4 +1,5 @@
-r"""Move weights in and out: timm safetensors for backbones, mmseg init_model files for segmentors.
+r"""Move weights in and out: timm safetensors for backbones, mmseg init_model files and a self-describing model
+folder for segmentors, ONNX for ONNX Runtime.
 
 Examples:
     # a pretrained backbone (EMA weights when the run kept an EMA) -> timm folder (model.safetensors + config.json)
@@ -7,6 +8,8 @@ Examples:
     # a fine-tuned segmentor -> config + weights-only checkpoint for mmseg.apis.init_model / mmseg's test.py
     python tools/convert_checkpoint.py segmentor configs/seg/upernet_cosub-deit3-tiny_digitscenes.py \
         work_dirs/demo/seg/iter_2000.pth exported/upernet
+    # that folder's segmentor -> exported/upernet/model.onnx, checked against PyTorch with ONNX Runtime
+    python tools/convert_checkpoint.py onnx exported/upernet
     # the authors' DeiT III (or cosub) release, or a plain timm state dict -> checked timm folder
     python tools/convert_checkpoint.py import deit_3_small_224_21k.pth exported/deit3-small \
         --arch deit3_small_patch16_224
