@@ -27,7 +27,7 @@ FORBIDDEN = {
 # What the ONNX path must run without (pip install 'cosub_seg[infer]', no mmcv): imported by inference/ only inside
 # functions (the torch backend, ONNX Runtime when a model is loaded).
 TRAINING_STACK = {'torch', 'torchvision', 'timm', 'mmcv', 'mmseg', 'mmengine', 'onnxruntime'}
-LEAVES = {'errors', 'known_warnings', 'progress', 'version'}  # import nothing of cosub_seg but errors
+LEAVES = {'errors', 'known_warnings', 'progress', 'version', 'windows'}  # import nothing of cosub_seg but errors
 
 
 def imported_parts(path: str, package: str):

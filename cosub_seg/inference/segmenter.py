@@ -17,16 +17,16 @@ import os
 import os.path as osp
 import warnings
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import cv2
 import numpy as np
 
 from ..errors import ConfigError, DataError, MissingFileError, MissingPackageError
 from .images import as_rgb, colour_labels, label_image, overlay, read_image
+from ..windows import slide_windows
 from .model_folder import ONNX_NAME, WEIGHTS_NAME, read_model_folder, segmentor_description
 
-Window = Tuple[int, int, int, int]  # y1, y2, x1, x2
 
 
 @dataclass
@@ -51,21 +51,6 @@ class Prediction:
     def overlay(self, image: np.ndarray, alpha: float = 0.5) -> np.ndarray:
         """The RGB ``image`` with the class colours blended in."""
         return overlay(image, self.labels, self.palette, alpha)
-
-
-def slide_windows(height: int, width: int, crop: Sequence[int], stride: Sequence[int]) -> List[Window]:
-    """The windows mmseg's slide inference visits, in its order (the same as
-    :func:`cosub_seg.models.slide.slide_windows`, kept here so this path imports no torch)."""
-    (h_crop, w_crop), (h_stride, w_stride) = crop, stride
-    h_grids = max(height - h_crop + h_stride - 1, 0) // h_stride + 1
-    w_grids = max(width - w_crop + w_stride - 1, 0) // w_stride + 1
-    windows = []
-    for h_idx in range(h_grids):
-        for w_idx in range(w_grids):
-            y2 = min(h_idx * h_stride + h_crop, height)
-            x2 = min(w_idx * w_stride + w_crop, width)
-            windows.append((max(y2 - h_crop, 0), y2, max(x2 - w_crop, 0), x2))
-    return windows
 
 
 def softmax(logits: np.ndarray, axis: int = 1) -> np.ndarray:

@@ -14,28 +14,12 @@ recorded, and from then on the fastest is used. A chunk that runs out of GPU mem
 """
 import statistics
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
 from ..errors import ConfigError
-
-Window = Tuple[int, int, int, int]  # y1, y2, x1, x2
-
-
-def slide_windows(height: int, width: int, crop: Sequence[int], stride: Sequence[int]) -> List[Window]:
-    """The windows mmseg's slide inference visits, in its order (the last row/column is shifted to end at the
-    border; a crop larger than the image is clipped to it)."""
-    (h_crop, w_crop), (h_stride, w_stride) = crop, stride
-    h_grids = max(height - h_crop + h_stride - 1, 0) // h_stride + 1
-    w_grids = max(width - w_crop + w_stride - 1, 0) // w_stride + 1
-    windows = []
-    for h_idx in range(h_grids):
-        for w_idx in range(w_grids):
-            y2 = min(h_idx * h_stride + h_crop, height)
-            x2 = min(w_idx * w_stride + w_crop, width)
-            windows.append((max(y2 - h_crop, 0), y2, max(x2 - w_crop, 0), x2))
-    return windows
+from ..windows import slide_windows
 
 
 def slide_inference(inputs: torch.Tensor,
