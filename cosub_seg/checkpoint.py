@@ -22,7 +22,7 @@ from mmengine.logging.history_buffer import HistoryBuffer
 from timm.models import VisionTransformer
 from timm.models.pit import PoolingVisionTransformer
 
-from .errors import ConfigTypeError, DataError, MissingFileError, UnsafeCheckpointError
+from .errors import ConfigError, ConfigTypeError, DataError, MissingFileError, UnsafeCheckpointError
 
 
 def _numpy_globals() -> list:
@@ -107,6 +107,22 @@ def extract_state_dict(checkpoint: dict, path: str = '') -> Dict[str, torch.Tens
 WRAPPER_PREFIXES = ('module.', 'backbone.')  # DDP-wrapped files; CosubClassifier's 'backbone.' + timm names
 
 
+def check_patch_size(state: Dict[str, torch.Tensor], model: nn.Module, path: str = '') -> None:
+    """Refuses weights whose patch embedding has another kernel than the model's (a ViT-B/14 file for a ViT-B/16):
+    timm's filters would resample the kernel (FlexiViT's resize) and the network would silently be another one."""
+    own = model.state_dict()
+    for key, value in state.items():
+        if not key.startswith('patch_embed') or key not in own or value.ndim != 4 or own[key].ndim != 4:
+            continue
+        if tuple(value.shape[-2:]) != tuple(own[key].shape[-2:]):
+            where = f'{path}: ' if path else ''
+            raise ConfigError(
+                f'{where}{key} is a {tuple(value.shape[-2:])} patch kernel, the model {type(model).__name__} '
+                f'uses {tuple(own[key].shape[-2:])}: the checkpoint was trained at another patch size. Pick the '
+                f'architecture of the checkpoint (e.g. patch16 vs patch14 in the timm name, or '
+                f'model_kwargs.patch_size={value.shape[-1]})')
+
+
 def timm_state_dict(state: Dict[str, torch.Tensor], model: nn.Module) -> Dict[str, torch.Tensor]:
     """``state`` under the parameter names of the timm ``model``.
 
@@ -117,6 +133,7 @@ def timm_state_dict(state: Dict[str, torch.Tensor], model: nn.Module) -> Dict[st
     for prefix in WRAPPER_PREFIXES:
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix):]: v for k, v in state.items()}
+    check_patch_size(state, model)
     if isinstance(model, PoolingVisionTransformer):
         pos = state.get('pos_embed')
         if pos is not None and pos.shape[-2:] != model.pos_embed.shape[-2:]:

@@ -148,3 +148,33 @@ def test_annotation_check_passes_images_without_annotation_and_keeps_checking_na
         check(dict(inference, seg_map_path='ann/scene.png'))  # named but not loaded: the pipeline is wrong
     with pytest.raises(ValueError, match=r'holds label values \[11\] outside \[0, 11\)'):
         check(dict(inference, seg_map_path='ann/scene.png', gt_seg_map=np.full((4, 4), 11, np.uint8)))
+
+
+def test_timm_rand_augment_is_timms_randaugment_on_the_bgr_image():
+    """The same draws give the same picture as timm's RandAugment built the way timm's create_transform builds it for
+    DeiT III's --aa rand-m9-mstd0.5-inc1 at 64 px (translations 45 % of the size, mean-pixel fill, bicubic)."""
+    from PIL import Image
+    from timm.data.auto_augment import rand_augment_transform
+    from timm.data.transforms import str_to_pil_interp
+
+    from cosub_seg.datasets.transforms import TimmRandAugment
+    from cosub_seg.errors import ConfigError
+    rng = np.random.default_rng(0)
+    bgr = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    reference = rand_augment_transform('rand-m9-mstd0.5-inc1', dict(
+        translate_const=int(64 * 0.45), img_mean=(124, 116, 104), interpolation=str_to_pil_interp('bicubic')))
+    ours = TimmRandAugment('rand-m9-mstd0.5-inc1', img_size=64)
+    changed = 0
+    for seed in range(16):
+        random.seed(seed)
+        np.random.seed(seed)
+        out = ours.transform(dict(img=bgr.copy()))['img']
+        random.seed(seed)
+        np.random.seed(seed)
+        expected = np.asarray(reference(Image.fromarray(bgr[..., ::-1].copy())))[..., ::-1]
+        assert out.shape == (64, 64, 3) and out.dtype == np.uint8
+        np.testing.assert_array_equal(out, expected)
+        changed += int(not np.array_equal(out, bgr))
+    assert changed >= 8  # each of the two operations applies with probability 0.5 (timm's default)
+    with pytest.raises(ConfigError, match="starting with 'rand'"):
+        TimmRandAugment('augmix-m5')

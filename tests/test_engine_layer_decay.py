@@ -154,12 +154,12 @@ def test_a_segmentor_without_a_timm_backbone_is_refused_with_what_it_has():
             super().__init__()
             self.decode_head = nn.Conv2d(3, 2, 1)
 
-    with pytest.raises(TypeError, match=r'needs a segmentor whose backbone is a TimmSegBackbone \(backbone\.model\), '
-                                        r'got Conv2d$'):
+    with pytest.raises(TypeError, match=r'needs a segmentor whose backbone is a TimmSegBackbone \(backbone\.model\) '
+                                        r'or a CosubClassifier \(backbone\), got a backbone of type Conv2d$'):
         build(Segmentor(nn.Conv2d(3, 32, 1)))
-    with pytest.raises(TypeError, match=r'\(backbone\.model\), got NoneType$'):
+    with pytest.raises(TypeError, match=r'\(backbone\), got a backbone of type NoneType$'):
         build(NoBackbone())
-    with pytest.raises(TypeError, match=r'got NoneType$'):
+    with pytest.raises(TypeError, match=r'got a backbone of type NoneType$'):
         build(DDPLike(NoBackbone()))
 
 

@@ -2,7 +2,8 @@
 
 The 3-Augment of DeiT III (Touvron et al., ECCV 2022, https://arxiv.org/abs/2204.07118) is composed in the configs
 from mmcv's ``RandomChoice`` and ``RandomGrayscale`` and the ``Solarize``, ``GaussianBlur`` and ``ColorJitter``
-below; geometry uses ``RandomResizedCrop`` or ``ResizeShortSide`` + ``RandomCrop`` + mmcv's ``RandomFlip``.
+below; geometry uses ``RandomResizedCrop`` or ``ResizeShortSide`` + ``RandomCrop`` + mmcv's ``RandomFlip``. The
+fine-tuning recipes add timm's RandAugment (``TimmRandAugment``), as DeiT III's ``--aa rand-m9-mstd0.5-inc1``.
 """
 import math
 import random
@@ -162,6 +163,44 @@ class ColorJitter(BaseTransform):
                 img = op(img, random.uniform(max(0.0, 1 - strength), 1 + strength))
         results['img'] = img.astype(np.uint8) if img.dtype != np.uint8 else img
         return results
+
+
+@TRANSFORMS.register_module()
+class TimmRandAugment(BaseTransform):
+    """timm's RandAugment (``timm.data.rand_augment_transform``) on an OpenCV image, with the settings timm's
+    ``create_transform`` gives it, as DeiT III's fine-tuning (``--aa rand-m9-mstd0.5-inc1``) runs it: translations up
+    to 45 % of ``img_size``, the ImageNet mean pixel as fill, bicubic resampling.
+
+    Args:
+        policy: timm's RandAugment string, e.g. ``'rand-m9-mstd0.5-inc1'`` (magnitude 9, magnitude noise 0.5,
+            magnitudes that increase the distortion).
+        img_size: the crop size the transform runs at (it comes after the crop).
+        mean: the fill colour, RGB in [0, 1].
+        interpolation: PIL resampling of the geometric operations ('bicubic' or 'bilinear').
+    """
+
+    def __init__(self, policy: str = 'rand-m9-mstd0.5-inc1', img_size: int = 224,
+                 mean: Sequence[float] = (0.485, 0.456, 0.406), interpolation: str = 'bicubic'):
+        from timm.data.auto_augment import rand_augment_transform
+        from timm.data.transforms import str_to_pil_interp
+        if not policy.startswith('rand'):
+            raise ConfigError(f"TimmRandAugment takes a RandAugment policy starting with 'rand', got {policy!r}")
+        self.policy = policy
+        hparams = dict(translate_const=int(img_size * 0.45), img_mean=tuple(min(255, round(255 * m)) for m in mean),
+                       interpolation=str_to_pil_interp(interpolation))
+        self.augment = rand_augment_transform(policy, hparams)
+
+    def transform(self, results: dict) -> dict:
+        from PIL import Image
+        img = results['img']
+        if img.ndim == 2:
+            img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+        rgb = Image.fromarray(np.ascontiguousarray(img[..., ::-1]))
+        results['img'] = np.ascontiguousarray(np.asarray(self.augment(rgb))[..., ::-1])
+        return results
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(policy={self.policy!r})'
 
 
 @TRANSFORMS.register_module()

@@ -1,17 +1,19 @@
-"""Layer-wise learning-rate decay (BEiT, https://arxiv.org/abs/2106.08254) for segmentors on timm backbones."""
+"""Layer-wise learning-rate decay (BEiT, https://arxiv.org/abs/2106.08254) for timm backbones: in segmentors and in
+the classifier being fine-tuned."""
 import re
-from typing import Dict
+from typing import Dict, Sequence
 
 import torch.nn as nn
 from mmengine.logging import print_log
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
+from mmengine.registry import OPTIM_WRAPPERS, OPTIMIZERS
 from mmseg.registry import OPTIM_WRAPPER_CONSTRUCTORS as SEG_OPTIM_WRAPPER_CONSTRUCTORS
-from mmseg.registry import OPTIM_WRAPPERS as SEG_OPTIM_WRAPPERS
-from mmseg.registry import OPTIMIZERS as SEG_OPTIMIZERS
 from timm.models import group_parameters
 from timm.models._manipulate import MATCH_PREV_GROUP
 from timm.models.pit import PoolingVisionTransformer
 
+from ..models.pretrained import classifier_names
+from ..registry import OPTIM_WRAPPER_CONSTRUCTORS
 from .optimizers import no_weight_decay_names
 
 
@@ -40,30 +42,35 @@ def group_matcher(timm_model: nn.Module) -> dict:
                     "optim_wrapper.constructor='LayerDecayOptimWrapperConstructor' and paramwise_cfg.layer_decay_rate)")
 
 
-def backbone_layer_ids(timm_model: nn.Module) -> Dict[str, int]:
+def backbone_layer_ids(timm_model: nn.Module, skip: Sequence[str] = ()) -> Dict[str, int]:
     """Depth of each parameter of a timm model (0 = stem, then blocks or stages), from its group matcher.
 
-    Every parameter must be matched: timm puts unmatched ones (a head, or a layer the matcher does not know) in one
-    extra group after the last block, which would silently give them the top block's learning rate."""
+    Every parameter but those in ``skip`` (a classifier, which the caller places) must be matched: timm puts
+    unmatched ones (a layer the matcher does not know) in one extra group after the last block, which would silently
+    give them the top block's learning rate."""
     matcher = group_matcher(timm_model)
     patterns = [re.compile(spec if isinstance(spec, str) else spec[0])
                 for specs in matcher.values() if specs is not None
                 for spec in (specs if isinstance(specs, (list, tuple)) else [specs])]
-    unmatched = [name for name, _ in timm_model.named_parameters() if not any(p.match(name) for p in patterns)]
+    unmatched = [name for name, _ in timm_model.named_parameters()
+                 if name not in skip and not any(p.match(name) for p in patterns)]
     if unmatched:
         raise ValueError(f'the layer order of {type(timm_model).__name__} does not place {len(unmatched)} '
                          f'parameter(s), e.g. {unmatched[:5]}: extend its group matcher (GROUP_MATCHERS in '
                          'cosub_seg/engine/layer_decay.py)')
-    return group_parameters(timm_model, matcher, reverse=True)
+    layers = group_parameters(timm_model, matcher, reverse=True)
+    return {name: layer for name, layer in layers.items() if name not in skip}
 
 
-@SEG_OPTIM_WRAPPER_CONSTRUCTORS.register_module()
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
-    """Learning rate ``base_lr * decay ** (L - layer)`` for a segmentor whose ``backbone.model`` is a timm model.
+    """Learning rate ``base_lr * decay ** (L - layer)`` for a model whose backbone is a timm network: a segmentor
+    (``backbone.model``, a :class:`TimmSegBackbone`) or a :class:`CosubClassifier` (``backbone``) being fine-tuned.
 
     Layers come from timm's ``group_matcher``: the stem is 0, blocks (or stages) count up to ``L - 1``; everything
-    outside the backbone (neck, heads) is layer ``L`` and keeps ``base_lr``. No weight decay on 1-D parameters (norms,
-    biases, LayerScale) and on what timm names in ``no_weight_decay()`` (position embeddings, class tokens...).
+    outside the backbone (neck, heads) and the classifier is layer ``L`` and keeps ``base_lr``. No weight decay on 1-D
+    parameters (norms, biases, LayerScale) and on what timm names in ``no_weight_decay()`` (position embeddings, class
+    tokens...).
 
     ``paramwise_cfg=dict(layer_decay_rate=0.9)``; other paramwise options are not used with this constructor.
     """
@@ -71,19 +78,22 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     def __call__(self, model: nn.Module) -> OptimWrapper:
         module = model.module if hasattr(model, 'module') else model
         decay_rate = self.paramwise_cfg.get('layer_decay_rate', 1.0)
-        timm_model = getattr(getattr(module, 'backbone', None), 'model', None)
+        backbone = getattr(module, 'backbone', None)
+        timm_model, prefix = getattr(backbone, 'model', None), 'backbone.model.'
+        if timm_model is None and hasattr(backbone, 'get_classifier'):  # CosubClassifier: backbone is the network
+            timm_model, prefix = backbone, 'backbone.'
         if timm_model is None:
             raise TypeError('LayerDecayOptimWrapperConstructor needs a segmentor whose backbone is a TimmSegBackbone '
-                            f'(backbone.model), got {type(getattr(module, "backbone", None)).__name__}')
-        layer_of = backbone_layer_ids(timm_model)
+                            '(backbone.model) or a CosubClassifier (backbone), got a backbone of type '
+                            f'{type(backbone).__name__}')
+        layer_of = backbone_layer_ids(timm_model, skip=classifier_names(timm_model))
         num_layers = max(layer_of.values()) + 1
         no_decay = no_weight_decay_names(module)
         groups: Dict[tuple, dict] = {}
-        prefix = 'backbone.model.'
         for name, param in module.named_parameters():
             if not param.requires_grad:
                 continue
-            layer = layer_of[name[len(prefix):]] if name.startswith(prefix) else num_layers
+            layer = layer_of.get(name[len(prefix):], num_layers) if name.startswith(prefix) else num_layers
             # timm's no_weight_decay() names the position embeddings and class tokens of every family we use.
             decays = not (param.ndim <= 1 or name in no_decay)
             key = (layer, decays)
@@ -94,7 +104,12 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         print_log(f'layer-wise lr decay {decay_rate}: {num_layers} backbone layers, '
                   f'{len(groups)} parameter groups', logger='current')
         optimizer_cfg = dict(self.optimizer_cfg, params=[groups[k] for k in sorted(groups)])
-        optimizer = SEG_OPTIMIZERS.build(optimizer_cfg)
+        # MMEngine's root registries resolve in the run's scope: mmseg's for a segmentor, ours (LAMB) for a classifier.
+        optimizer = OPTIMIZERS.build(optimizer_cfg)
         wrapper_cfg = dict(self.optim_wrapper_cfg)
         wrapper_cfg.setdefault('type', 'OptimWrapper')
-        return SEG_OPTIM_WRAPPERS.build(wrapper_cfg, default_args=dict(optimizer=optimizer))
+        return OPTIM_WRAPPERS.build(wrapper_cfg, default_args=dict(optimizer=optimizer))
+
+
+# Segmentation configs run in mmseg's scope, fine-tuning configs in ours.
+SEG_OPTIM_WRAPPER_CONSTRUCTORS.register_module(module=LayerDecayOptimWrapperConstructor)

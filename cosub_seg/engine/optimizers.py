@@ -40,6 +40,10 @@ class NoDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
 
     def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg: Optional[dict] = None):
         paramwise_cfg = dict(paramwise_cfg or {})
+        if 'layer_decay_rate' in paramwise_cfg:
+            raise ConfigError('optim_wrapper.paramwise_cfg.layer_decay_rate is read by the layer-decay constructor '
+                              'only, and this config uses NoDecayOptimWrapperConstructor: also set '
+                              'optim_wrapper.constructor=LayerDecayOptimWrapperConstructor')
         paramwise_cfg.setdefault('flat_decay_mult', 0.0)
         super().__init__(optim_wrapper_cfg, paramwise_cfg)
 

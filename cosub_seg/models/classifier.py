@@ -1,16 +1,46 @@
 """``CosubClassifier``: an MMEngine model that pretrains a timm network with submodel co-training."""
+import logging
+import os.path as osp
+import re
 from typing import Dict, List, Optional, Union
 
 import torch
+from mmengine.logging import print_log
 from mmengine.model import BaseModel
 from mmengine.structures import BaseDataElement
 
 from ..cosub import cosub_loss
 from ..cosub.stochastic_depth import StochasticDepthConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, MissingFileError
 from ..registry import MODELS
 from .checkpointing import set_activation_checkpointing
+from .pretrained import load_timm_weights
 from .timm_factory import create_timm_model
+
+
+def check_input_size(arch: str, model_kwargs: dict) -> None:
+    """Refuses an ``img_size`` smaller than one patch (no grid to lay the position embeddings on, or to resample
+    a checkpoint's onto), and warns about one that is not a whole number of patches: the remainder of every image
+    falls outside the patches (DeiT III's ViT-H/14 at 160 px does this on purpose: an 11x11 grid)."""
+    img_size = model_kwargs.get('img_size')
+    if img_size is None:
+        return
+    patch = model_kwargs.get('patch_size')
+    if patch is None:
+        found = re.search(r'patch(\d+)', arch)
+        patch = int(found.group(1)) if found else None
+    if not patch:
+        return
+    sizes = [int(s) for s in (img_size if isinstance(img_size, (list, tuple)) else (img_size, img_size))]
+    if min(sizes) < patch:
+        raise ConfigError(f'model.model_kwargs.img_size={img_size} is smaller than one {patch}-pixel patch of {arch}: '
+                          'the position embeddings need at least one patch per side; use a multiple of '
+                          f'{patch} (and the same crop size in the data pipelines)')
+    if any(s % patch for s in sizes):
+        fits = ' or '.join(map(str, sorted({sizes[0] // patch * patch, (sizes[0] // patch + 1) * patch})))
+        print_log(f'model.model_kwargs.img_size={img_size} is not a multiple of the patch size {patch} of {arch}: '
+                  f'the last {sizes[0] % patch} pixel rows/columns of every image fall outside the patches '
+                  f'({fits} would use them all)', logger='current', level=logging.WARNING)
 
 
 @MODELS.register_module()
@@ -36,7 +66,10 @@ class CosubClassifier(BaseModel):
         loss_type: 'bce' (DeiT III / cosub) or 'ce' (soft-target cross-entropy).
         binarize_threshold: binarise targets with ``target > threshold`` (DeiT III's ``--bce-loss`` uses 0.0).
         data_preprocessor: config of the preprocessor (normalisation, mixup).
-        init_cfg: MMEngine initialisation config.
+        init_cfg: MMEngine initialisation config; ``dict(type='Pretrained', checkpoint=PATH)`` starts the network from
+            a weights file (fine-tuning, ``tools/finetune.py --checkpoint``): position embeddings resampled to
+            ``img_size``, the classifier replaced when the class count differs, the rest refused when it does not
+            fit (:func:`cosub_seg.models.pretrained.load_timm_weights`).
         grad_checkpointing: activation checkpointing of every residual block (:mod:`cosub_seg.models.checkpointing`):
             less activation memory for a second forward pass of each block in the backward pass; the same loss and
             gradients, the recomputed blocks dropping the rows they dropped.
@@ -58,6 +91,13 @@ class CosubClassifier(BaseModel):
                  drop_path_compute: Optional[str] = None,
                  drop_path_sampling: Optional[str] = None,
                  grad_checkpointing: bool = False):
+        self.pretrained = None
+        if init_cfg is not None and init_cfg.get('type') == 'Pretrained':
+            if not init_cfg.get('checkpoint'):
+                raise ConfigError(f"init_cfg=dict(type='Pretrained') needs a checkpoint=PATH, got {init_cfg}")
+            # Loaded by init_weights() through timm's filters (MMEngine's PretrainedInit would not resample the
+            # position embeddings or replace a classifier of another class count).
+            self.pretrained, init_cfg = init_cfg['checkpoint'], None
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         sd = StochasticDepthConfig.build(stochastic_depth, drop_path_rate=drop_path_rate,
                                          drop_path_schedule=drop_path_schedule, drop_path_compute=drop_path_compute,
@@ -74,10 +114,21 @@ class CosubClassifier(BaseModel):
         self.loss_type = loss_type
         self.binarize_threshold = binarize_threshold
         self.stochastic_depth = sd
+        check_input_size(arch, model_kwargs or {})
         self.backbone = create_timm_model(arch, stochastic_depth=sd, num_classes=num_classes, **(model_kwargs or {}))
         self.grad_checkpointing = bool(grad_checkpointing)
         if self.grad_checkpointing:
             set_activation_checkpointing(self.backbone)
+
+    def init_weights(self) -> None:
+        if self.pretrained is None:
+            super().init_weights()
+            return
+        if not osp.isfile(self.pretrained):
+            raise MissingFileError(f'the checkpoint to fine-tune from, {self.pretrained} (model.init_cfg.checkpoint), '
+                                   'does not exist: give another with tools/finetune.py CONFIG --checkpoint PATH')
+        load_timm_weights(self.backbone, self.pretrained)
+        self._is_init = True  # MMEngine's later initialisation must not overwrite the loaded weights
 
     def forward(self,
                 inputs: torch.Tensor,

@@ -5,17 +5,16 @@ from typing import List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
-from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmseg.registry import MODELS as SEG_MODELS
 from timm.models import VisionTransformer
 from timm.models.pit import PoolingVisionTransformer
 from timm.models.xcit import Xcit
 
-from ..checkpoint import extract_state_dict, load_checkpoint_file, timm_state_dict
 from ..cosub.stochastic_depth import StochasticDepthConfig
 from ..errors import ConfigError, MissingFileError
 from .checkpointing import set_activation_checkpointing
+from .pretrained import load_timm_weights
 from .timm_factory import create_timm_model, model_module
 
 PLAIN_TYPES = (VisionTransformer, Xcit)  # one stride-16 scale: a neck makes the pyramid
@@ -155,22 +154,7 @@ class TimmSegBackbone(BaseModule):
     def load_pretrained(self, path: str) -> None:
         if not osp.isfile(path):
             raise MissingFileError(missing_pretrained_message(path))
-        state = extract_state_dict(load_checkpoint_file(path), path)
-        state = timm_state_dict(state, self.model)
-        own = self.model.state_dict()
-        dropped = sorted(k for k in state if k not in own)
-        state = {k: v for k, v in state.items() if k in own}
-        mismatched = [f'{k}: {tuple(v.shape)} in the file, {tuple(own[k].shape)} here'
-                      for k, v in state.items() if v.shape != own[k].shape]
-        if mismatched:
-            raise ConfigError(f'{path} does not fit {self.model.__class__.__name__}: ' + '; '.join(mismatched[:5]))
-        missing = sorted(set(own) - set(state))
-        self.model.load_state_dict(state, strict=False)
-        print_log(f'loaded {len(state)} tensors from {path}; not used (classifier, pruned layers): '
-                  f'{dropped if dropped else "none"}; missing: {missing if missing else "none"}', logger='current')
-        if missing:
-            print_log(f'{len(missing)} backbone weights were not in {path} and stay randomly initialised: '
-                      f'{missing[:10]}', logger='current', level=30)
+        load_timm_weights(self.model, path)
 
 
 def _what_writes(path: str) -> str:
@@ -197,11 +181,18 @@ def missing_pretrained_message(path: str) -> str:
 
 def check_pretrained_checkpoint(model_cfg: dict) -> None:
     """Raises :class:`MissingFileError` (saying which option to set and what writes the file) when the config's
-    backbone names a pretrained checkpoint that does not exist; checked before a run builds anything."""
+    backbone (segmentation) or model (classification fine-tuning) names a pretrained checkpoint that does not exist;
+    checked before a run builds anything."""
     init_cfg = (model_cfg.get('backbone') or {}).get('init_cfg') or {}
     path = init_cfg.get('checkpoint') if init_cfg.get('type') == 'Pretrained' else None
     if isinstance(path, str) and '://' not in path and not osp.isfile(path):
         raise MissingFileError(missing_pretrained_message(path))
+    init_cfg = model_cfg.get('init_cfg') or {}
+    path = init_cfg.get('checkpoint') if init_cfg.get('type') == 'Pretrained' else None
+    if isinstance(path, str) and not osp.isfile(path):
+        raise MissingFileError(
+            f'the checkpoint to fine-tune from, {path} (model.init_cfg.checkpoint), does not exist. '
+            f'{_what_writes(path)}Give another with: tools/finetune.py CONFIG --checkpoint PATH')
 
 
 __all__ = ['TimmSegBackbone', 'plain_out_indices', 'check_pretrained_checkpoint', 'missing_pretrained_message']

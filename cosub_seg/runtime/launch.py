@@ -256,13 +256,42 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return cfg
 
 
-def run_training(argv: Optional[Sequence[str]], description: str) -> None:
-    """The body of both training tools (``tools/pretrain.py``, ``tools/train_seg.py``): parse the command line, load
-    the config, check before anything is built what can be checked (a pretrained checkpoint the backbone names, the
-    validation split), then train with the Runner. A run stopped by a preemption signal exits with
+def add_finetune_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument('--checkpoint', metavar='PATH',
+                        help='the weights to fine-tune from (model.init_cfg.checkpoint): a checkpoint of '
+                        'tools/pretrain.py or tools/finetune.py, a DeiT III / timm file or a .safetensors file; '
+                        'position embeddings are resampled to the config\'s resolution and the classifier is '
+                        'replaced when the class count differs')
+    return parser
+
+
+def apply_finetune_args(cfg: Config, args: argparse.Namespace) -> None:
+    """``--checkpoint PATH`` of the fine-tuning tool: the model starts from PATH."""
+    if cfg.model.get('type') != 'CosubClassifier':
+        raise ConfigError(f'{args.config} is not a classification config (model.type={cfg.model.get("type")!r}): '
+                          'fine-tune segmentation with tools/train_seg.py')
+    if args.checkpoint:
+        cfg.model.init_cfg = dict(type='Pretrained', checkpoint=args.checkpoint)
+    init_cfg = cfg.model.get('init_cfg') or {}
+    if init_cfg.get('type') != 'Pretrained' and not args.resume and preempted_marker(cfg.work_dir) is None:
+        raise ConfigError(f'{args.config} names no checkpoint to fine-tune from: give one with --checkpoint PATH '
+                          '(or set model.init_cfg in the config)')
+
+
+def run_training(argv: Optional[Sequence[str]], description: str, finetune: bool = False) -> None:
+    """The body of the training tools (``tools/pretrain.py``, ``tools/finetune.py``, ``tools/train_seg.py``): parse
+    the command line, load the config, check before anything is built what can be checked (a pretrained checkpoint
+    the model or its backbone names, the validation split), then train with the Runner. ``finetune`` adds
+    ``--checkpoint`` (:func:`add_finetune_args`). A run stopped by a preemption signal exits with
     :data:`cosub_seg.runtime.preemption.PREEMPTED_EXIT_STATUS` (``TrainingPreempted`` is a ``SystemExit``)."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cfg = config_from_args(add_train_args(parser).parse_args(argv))
+    add_train_args(parser)
+    if finetune:
+        add_finetune_args(parser)
+    args = parser.parse_args(argv)
+    cfg = config_from_args(args)
+    if finetune:
+        apply_finetune_args(cfg, args)
     check_pretrained_checkpoint(cfg.model)
     check_split_configs(cfg, splits=('val', ))
     runner = build_runner(cfg)
