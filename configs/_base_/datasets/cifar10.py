@@ -3,45 +3,15 @@
 # data_batch_1..5 (50,000 training images), test_batch (10,000) and batches.meta (data/README.md). The images come
 # out of the pickles (BGR, as OpenCV loads), so neither pipeline has LoadImageFromFile; the 32x32 images are
 # upsampled to 224 as DeiT does for transfer (its RandomResizedCrop / Resize to 224 on the 32x32 images).
-# Recipe (DeiT, Touvron et al. 2021, "Transfer learning: performance on downstream tasks"; DeiT III): fine-tune at 224,
-# random-resized crop (bicubic), flip, timm's RandAugment rand-m9-mstd0.5-inc1 (DeiT's --aa), no random erasing
-# (DeiT III's --reprob 0.0); test: short side resized to 224, centre crop 224 (DeiT III's --eval-crop-ratio 1.0).
+_base_ = ['./transfer_224.py']
 dataset_type = 'CIFAR10Dataset'
 data_root = 'data/cifar10'
-img_size = 224  # a recipe at another resolution sets it and the four pipeline entries that use it
 official_classes = 10  # the official count; the dataset refuses another (metainfo['classes'])
-
-train_pipeline = [
-    dict(type='RandomResizedCrop', size=img_size, interpolation='bicubic'),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='TimmRandAugment', policy='rand-m9-mstd0.5-inc1', img_size=img_size),
-    dict(type='PackClsInputs'),
-]
-test_pipeline = [
-    dict(type='ResizeShortSide', size=img_size, interpolation='bicubic'),
-    dict(type='CenterCrop', crop_size=img_size),
-    dict(type='PackClsInputs'),
-]
-
-train_dataloader = dict(
-    batch_size=64,  # per GPU; the fine-tuning schedule sets the learning rate for the global batch
-    num_workers=4,
-    persistent_workers=True,
-    drop_last=True,
-    # Each draw carries its own augmentation seed (exact resume); the set is checked before training.
-    sampler=dict(type='ReproducibleSampler', sampler=dict(type='DefaultSampler', shuffle=True)),
-    dataset=dict(type='CheckedDataset', on_bad_sample='raise',
-                 dataset=dict(type=dataset_type, data_root=data_root, split='train', num_classes=official_classes,
-                              pipeline=train_pipeline)),
-)
-val_dataloader = dict(
-    batch_size=128,
-    num_workers=4,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(type=dataset_type, data_root=data_root, split='test', num_classes=official_classes,
-                 pipeline=test_pipeline, test_mode=True),
-)
-val_evaluator = dict(type='Accuracy', topk=(1, 5))
+# The images come out of the pickles: neither pipeline has LoadImageFromFile.
+train_pipeline = _base_.train_pipeline[1:]
+test_pipeline = _base_.test_pipeline[1:]
+train_dataloader = dict(num_workers=4, dataset=dict(dataset=dict(
+    type=dataset_type, data_root=data_root, split='train', num_classes=official_classes, pipeline=train_pipeline)))
+val_dataloader = dict(num_workers=4, dataset=dict(
+    type=dataset_type, data_root=data_root, split='test', num_classes=official_classes, pipeline=test_pipeline))
 test_dataloader = val_dataloader
-test_evaluator = val_evaluator
