@@ -1,7 +1,8 @@
 """cosub_seg/cli/pipeline_report.py: the pipeline's report structure, its JSON keys, its headline and the lines of
-its Markdown, on values written in the test; and the report cli/pipeline.py writes with its stages replaced by fakes
-(no machine path in it or in the commands it prints). The pipeline's end-to-end run is in the slow pipeline
-tests."""
+its Markdown, on values written in the test (the ONNX section from its JSON: done, failed, skipped); and the report
+cli/pipeline.py writes with its stages replaced by fakes (no machine path in it or in the commands it prints; the
+ONNX stage's two commands, --no-onnx, a failing ONNX export that leaves the report whole and exits with status 1).
+The pipeline's end-to-end run is in the slow pipeline tests."""
 import argparse
 import json
 import os
@@ -10,8 +11,10 @@ import re
 import subprocess
 import sys
 
-from cosub_seg.cli.pipeline_report import (Checkpoints, Configs, ConfusionMatrix, PipelineReport, Probes, RandomInit,
-                                           Setup)
+import pytest
+
+from cosub_seg.cli.pipeline_report import (Checkpoints, Configs, ConfusionMatrix, OnnxCheck, PipelineReport, Probes,
+                                           RandomInit, Setup)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -40,7 +43,7 @@ def test_json_has_the_report_keys_and_the_nested_values():
     data = json.loads(json.dumps(report().to_json()))
     assert set(data) == {'headline', 'top1', 'top5', 'top1_at_epoch', 'mIoU', 'aAcc', 'mAcc', 'per_class_iou',
                          'confusion_matrix', 'wall_time_s', 'configs', 'checkpoints', 'exports', 'pictures', 'notes',
-                         'paths_relative_to', 'commands', 'environment', 'setup', 'random_init', 'probes'}
+                         'paths_relative_to', 'commands', 'environment', 'setup', 'random_init', 'probes', 'onnx'}
     assert data['confusion_matrix'] == dict(classes=['background', 'digit 0'], counts=[[9, 1], [2, 3]],
                                             rows='ground truth', columns='prediction')
     assert data['checkpoints'] == dict(pretrain='pretrain/epoch_25.pth', pretrain_choice='last',
@@ -118,6 +121,62 @@ def test_probes_get_a_headline_line_a_table_row_and_a_summary_line():
     assert not any('frozen-backbone probes' in line for line in report().markdown().splitlines())
 
 
+# The ONNX section as report.json holds it (what cli/pipeline.py's onnx_stage gives).
+ONNX_DONE = {
+    'status': 'done', 'reason': None, 'failed_stage': None, 'retry': None,
+    'model': 'work_dirs/demo/export/segmentor/model.onnx',
+    'images': ['work_dirs/demo/onnx_segment/scenes/0000.jpg', 'work_dirs/demo/onnx_segment/scenes/0099.jpg'],
+    'overlays': ['onnx_segment/overlays/0000.png', 'onnx_segment/overlays/0099.png'], 'mode': 'whole',
+    'pixel_agreement': 0.99993896484375, 'differing_pixels': 2, 'pixels': 32768, 'max_abs_diff': 2.384185791015625e-06,
+    'max_abs_diff_probabilities': 3.5762786865234375e-07, 'agreement': 'work_dirs/demo/onnx_segment/agreement.json',
+    'export_seconds': 52.4, 'segment_seconds': 6.1, 'agreement_seconds': 3.2}
+
+
+def test_onnx_section_shows_the_overlays_and_the_agreement_from_its_json():
+    onnx = OnnxCheck(**json.loads(json.dumps(ONNX_DONE)))
+    measured = report(onnx=onnx, wall_time_s=dict(report().wall_time_s, onnx=61.7))
+    assert json.loads(json.dumps(measured.to_json()))['onnx'] == ONNX_DONE
+    lines = measured.markdown().splitlines()
+    section = lines[lines.index('## ONNX Runtime'):lines.index('## Files')]
+    assert section[2] == ('`work_dirs/demo/export/segmentor/model.onnx`, written by `tools/convert_checkpoint.py '
+                          'onnx` (52 s), segmented 2 validation scene(s) with `tools/segment.py` on ONNX Runtime '
+                          '(6 s): the scenes of the predictions above, drawn as the tool draws them (the class colours '
+                          'blended into the image).')
+    assert section[4] == ("Against PyTorch (the same model folder through the Segmenter's torch backend, whole "
+                          'inference, image by image): the class of 99.99 % of the pixels is the same (2 of 32768 '
+                          'differ); the logits differ by at most 2.4e-06, the probabilities by at most 3.6e-07 (per '
+                          'image: `work_dirs/demo/onnx_segment/agreement.json`).')
+    assert section[6:8] == ['![0000.png](onnx_segment/overlays/0000.png)',
+                            '![0099.png](onnx_segment/overlays/0099.png)']
+    words = 'ONNX Runtime vs PyTorch on 2 validation scene(s): pixel agreement 99.99 %, logits within 2.4e-06'
+    assert f'| ONNX export, `tools/segment.py` with ONNX Runtime | | {words} | 62 s |' in lines
+    assert f'onnx         {words}   (62 s)' in measured.summary('work_dirs/demo').splitlines()
+    assert measured.headline() == report().headline()  # not a headline result
+    # Without the stage's result (a report built elsewhere): no section, no row, no summary line.
+    assert not any('ONNX' in line for line in report().markdown().splitlines() + report().summary('w').splitlines())
+
+
+def test_onnx_section_says_what_failed_and_how_to_rerun_it_or_that_it_was_skipped():
+    retry = '.venv/bin/python -m cosub_seg.cli.convert_checkpoint onnx work_dirs/demo/export/segmentor'
+    failed = OnnxCheck(status='failed', failed_stage='ONNX export', retry=retry, export_seconds=4.2,
+                       reason="exit code 1: ModuleNotFoundError: No module named 'onnxscript'",
+                       model='work_dirs/demo/export/segmentor/model.onnx')
+    lines = report(onnx=failed).markdown().splitlines()
+    section = lines[lines.index('## ONNX Runtime'):lines.index('## Files')]
+    assert section[2:5] == [
+        "The ONNX export step failed: exit code 1: ModuleNotFoundError: No module named 'onnxscript'", '',
+        f'Everything above is complete: only this last stage is missing. Rerun the step by hand: `{retry}`']
+    assert not any(line.startswith('![') for line in section)
+    assert ("onnx         failed at the ONNX export step: exit code 1: ModuleNotFoundError: No module named "
+            "'onnxscript'") in report(onnx=failed).summary('work_dirs/demo').splitlines()
+    skipped = report(onnx=OnnxCheck(status='skipped', reason='--no-onnx'))
+    lines = skipped.markdown().splitlines()
+    assert lines[lines.index('## ONNX Runtime') + 2] == ('Skipped (--no-onnx): no model.onnx was written and nothing '
+                                                         'ran through ONNX Runtime.')
+    assert 'onnx         skipped (--no-onnx)' in skipped.summary('work_dirs/demo').splitlines()
+    assert json.loads(json.dumps(skipped.to_json()))['onnx']['status'] == 'skipped'
+
+
 # ---------------------------------------------------------------------------------------------- the report written
 
 
@@ -126,17 +185,32 @@ SEG_CONFIG = 'configs/seg/upernet_cosub-deit3-tiny_digitscenes.py'
 ABSOLUTE = re.compile(r'''(?:^|[\s`'"=(\[,:])/''')  # a path from the root: '/' at the start of a word
 
 
-def _fake_stages(monkeypatch, ran):
+def _fake_stages(monkeypatch, ran, onnx_error=None):
     """The pipeline's stages without training: each 'process' writes what the real one leaves for the pipeline (the
-    config as run, MMEngine's last_checkpoint with an absolute path, scalars.json, the evaluation's JSON); exports
-    and pictures return paths as the real ones do."""
+    config as run, MMEngine's last_checkpoint with an absolute path, scalars.json, the evaluation's JSON, model.onnx,
+    tools/segment.py's overlays); exports, pictures, the validation scenes and the ONNX vs PyTorch agreement return
+    what the real ones do. ``onnx_error``: the ONNX export fails with this last line on stderr."""
     from mmengine.config import Config, DictAction
     from cosub_seg import convert
     from cosub_seg.cli import pipeline
+    from cosub_seg.inference import segmenter
 
     def run(command, **kwargs):
         module, args = command[2], command[3:]
         ran.append(command)
+        if module == 'cosub_seg.cli.convert_checkpoint':
+            assert args[-2] == 'onnx' and kwargs['stderr'] == subprocess.PIPE
+            if onnx_error:
+                return subprocess.CompletedProcess(command, 1, stderr=f'Traceback (most recent call last):\n  ...\n'
+                                                   f'{onnx_error}\n')
+            open(osp.join(args[-1], 'model.onnx'), 'wb').close()
+            return subprocess.CompletedProcess(command, 0, stderr='')
+        if module == 'cosub_seg.cli.segment':
+            out = args[args.index('--out') + 1]
+            for name in os.listdir(args[1]):
+                os.makedirs(osp.join(out, 'overlays'), exist_ok=True)
+                open(osp.join(out, 'overlays', osp.splitext(name)[0] + '.png'), 'wb').close()
+            return subprocess.CompletedProcess(command, 0, stderr=None)
         if module == 'cosub_seg.cli.compare_backbones':
             out_dir = args[args.index('--out-dir') + 1]
             os.makedirs(out_dir)
@@ -178,7 +252,25 @@ def _fake_stages(monkeypatch, ran):
 
     def export_segmentor(config, checkpoint, out_dir):
         name = osp.splitext(osp.basename(config))[0]
-        return dict(config=osp.join(out_dir, f'{name}.py'), checkpoint=osp.join(out_dir, f'{name}.pth'))
+        os.makedirs(out_dir, exist_ok=True)
+        return dict(config=osp.join(out_dir, f'{name}.py'), checkpoint=osp.join(out_dir, f'{name}.pth'),
+                    folder=out_dir)
+
+    def validation_scenes(config, num_images):
+        assert config.endswith('export/segmentor/upernet_cosub-deit3-tiny_digitscenes.py') and num_images == 4
+        folder = osp.abspath(osp.join('data', 'scenes', 'images', 'validation'))
+        os.makedirs(folder, exist_ok=True)
+        for name in ('a.jpg', 'b.jpg'):
+            open(osp.join(folder, name), 'wb').close()
+        return [osp.join(folder, 'a.jpg'), osp.join(folder, 'b.jpg')]
+
+    def backend_agreement(model, images):
+        assert osp.isfile(osp.join(model, 'model.onnx')) and not osp.isabs(model)
+        rows = [dict(image=path, max_abs_diff=1e-6, max_abs_diff_probabilities=1e-7, pixel_agreement=1.0,
+                     pixels=16384, differing_pixels=0) for path in images]
+        return dict(backends=['torch', 'onnx'], mode='whole', images=list(images), pixels=16384 * len(images),
+                    differing_pixels=0, pixel_agreement=1.0, max_abs_diff=1e-6, max_abs_diff_probabilities=1e-7,
+                    per_image=rows)
 
     def draw_pictures(dirs, metrics, segmentor, num_overlays, notes, random_init=False):
         out = dirs['pictures']
@@ -188,6 +280,8 @@ def _fake_stages(monkeypatch, ran):
     monkeypatch.setattr(convert, 'export_backbone', export_backbone)
     monkeypatch.setattr(convert, 'export_segmentor', export_segmentor)
     monkeypatch.setattr(pipeline, 'draw_pictures', draw_pictures)
+    monkeypatch.setattr(pipeline, 'validation_scenes', validation_scenes)
+    monkeypatch.setattr(segmenter, 'backend_agreement', backend_agreement)
 
 
 def _strings(value):
@@ -251,6 +345,10 @@ def test_report_of_a_work_dir_under_the_repository_holds_no_machine_path(tmp_pat
         dict(stage='evaluation from random initialisation', command=f'{python} -m cosub_seg.cli.test_seg '
              'work_dirs/run/seg_random_init/upernet_cosub-deit3-tiny_digitscenes.py '
              'work_dirs/run/seg_random_init/iter_2000.pth --work-dir work_dirs/run/eval_random_init'),
+        dict(stage='ONNX export', command=f'{python} -m cosub_seg.cli.convert_checkpoint onnx '
+             'work_dirs/run/export/segmentor'),
+        dict(stage='ONNX segmentation', command=f'{python} -m cosub_seg.cli.segment work_dirs/run/export/segmentor '
+             'work_dirs/run/onnx_segment/scenes --out work_dirs/run/onnx_segment --overlay --backend onnx'),
     ]
     assert data['commands'] == expected
     for command in expected:
@@ -287,6 +385,63 @@ def test_report_of_a_work_dir_under_the_repository_holds_no_machine_path(tmp_pat
     assert markdown.splitlines()[:6] == ['# cosub_seg pipeline report', '', *headline]
     assert data['probes']['table'] == 'work_dirs/run/probes/compare.md' and data['notes'] == []
     assert '\n'.join(headline) in printed and 'report       work_dirs/run/report.md' in printed
+    # The ONNX stage: the pictures' scenes copied for tools/segment.py, its overlays linked, the agreement written.
+    onnx = data['onnx']
+    assert onnx['status'] == 'done' and onnx['model'] == 'work_dirs/run/export/segmentor/model.onnx'
+    assert onnx['images'] == ['work_dirs/run/onnx_segment/scenes/a.jpg', 'work_dirs/run/onnx_segment/scenes/b.jpg']
+    assert all((root / path).is_file() for path in onnx['images'])
+    assert onnx['overlays'] == ['onnx_segment/overlays/a.png', 'onnx_segment/overlays/b.png']
+    assert (onnx['pixel_agreement'], onnx['max_abs_diff'], onnx['pixels']) == (1.0, 1e-6, 32768)
+    assert onnx['export_seconds'] >= 0 and onnx['segment_seconds'] >= 0 and 'onnx' in data['wall_time_s']
+    agreement = json.loads((root / onnx['agreement']).read_text())
+    assert agreement['model'] == 'work_dirs/run/export/segmentor/model.onnx'
+    assert [row['image'] for row in agreement['per_image']] == onnx['images']
+    assert '![a.png](onnx_segment/overlays/a.png)' in markdown.splitlines()
+    assert '== ONNX export: ' in printed and 'onnx         ONNX Runtime vs PyTorch on 2 validation scene(s)' in printed
+
+
+@pytest.mark.parametrize('case', ['no-onnx', 'export fails'])
+def test_the_onnx_stage_skipped_or_failing_leaves_the_rest_of_the_report(case, tmp_path, monkeypatch, capsys):
+    """--no-onnx runs no ONNX command and says so; a failing ONNX export (here onnxscript missing, announced when
+    the pipeline starts) is reported with its error and the command to rerun it, the rest of the report written,
+    then the pipeline exits with status 1 as for a failed stage."""
+    from cosub_seg.cli import pipeline
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'configs').symlink_to(osp.join(ROOT, 'configs'))
+    ran = []
+    error = "ModuleNotFoundError: No module named 'onnxscript'"
+    _fake_stages(monkeypatch, ran, onnx_error=error if case == 'export fails' else None)
+    monkeypatch.setattr(pipeline, 'missing_onnx_packages', lambda: ['onnxscript'])
+    argv = [PRETRAIN_CONFIG, SEG_CONFIG, '--work-dir', 'work_dirs/run', '--no-probes']
+    if case == 'no-onnx':
+        pipeline.main(argv + ['--no-onnx'])
+    else:
+        with pytest.raises(SystemExit) as exit_info:
+            pipeline.main(argv)
+        assert str(exit_info.value.code).startswith(
+            f"the ONNX export step of the last stage failed (exit code 1: {error}); work_dirs/run/report.md and "
+            'report.json are complete otherwise; rerun it by hand: ')
+    printed = capsys.readouterr()
+    data = json.loads((tmp_path / 'work_dirs' / 'run' / 'report.json').read_text())
+    markdown = (tmp_path / 'work_dirs' / 'run' / 'report.md').read_text().splitlines()
+    assert data['mIoU'] == 41.5 and data['pictures']['overlays'] == ['pictures/overlays/a.png']  # the rest, whole
+    stages = [c['stage'] for c in data['commands']]
+    if case == 'no-onnx':
+        assert stages == ['pretraining', 'fine-tuning', 'evaluation'] and len(ran) == 3
+        assert data['onnx'] == dict(OnnxCheck(status='skipped', reason='--no-onnx').__dict__)
+        assert 'onnxscript' not in printed.out and 'onnx' not in data['wall_time_s']
+        assert 'Skipped (--no-onnx): no model.onnx was written and nothing ran through ONNX Runtime.' in markdown
+        return
+    retry = '.venv/bin/python -m cosub_seg.cli.convert_checkpoint onnx work_dirs/run/export/segmentor'
+    retry = retry.replace('.venv/bin/python', pipeline.interpreter())
+    assert stages == ['pretraining', 'fine-tuning', 'evaluation', 'ONNX export']
+    assert printed.out.startswith('note: onnxscript cannot be imported: the last stage (the ONNX export) will fail')
+    assert {k: data['onnx'][k] for k in ('status', 'failed_stage', 'reason', 'retry', 'overlays')} == dict(
+        status='failed', failed_stage='ONNX export', reason=f'exit code 1: {error}', retry=retry, overlays=[])
+    assert f'The ONNX export step failed: exit code 1: {error}' in markdown
+    assert f'{error}\n' in printed.err  # the stage's stderr, passed on
+    assert (f'onnx         failed at the ONNX export step: exit code 1: {error}   '
+            f'({data["wall_time_s"]["onnx"]:.0f} s)') in printed.out.splitlines()
 
 
 def test_commands_of_a_python_outside_the_repository_say_python(tmp_path, monkeypatch):

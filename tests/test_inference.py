@@ -1,10 +1,11 @@
 """cosub_seg/inference/ (Segmenter, the model folder, image reading) and the ONNX export of cosub_seg/convert.py
 (``export_onnx``), on the demo segmentor with random weights, exported once for the module: ONNX Runtime's logits
 against PyTorch's at two input sizes; ``predict`` against mmseg's ``inference_model`` on the same exported model and
-image (whole and slide); the ONNX path imported and run in a process where mmcv, mmseg, MMEngine, torch and timm
-cannot be imported; the model folder's checks (missing, changed or foreign files) and the bad images (truncated,
-not an image, grey, RGBA, 16-bit). Fast (one ONNX export, ~70 s in all on two cores) + 6 slow (the dynamic export of
-every backbone family) + 1 gpu (the torch backend on CUDA)."""
+image (whole and slide); ``backend_agreement`` against the same comparison made here; the ONNX path imported and
+run in a process where mmcv, mmseg, MMEngine, torch and timm cannot be imported; the model folder's checks (missing,
+changed or foreign files) and the bad images (truncated, not an image, grey, RGBA, 16-bit). Fast (one ONNX export,
+~70 s in all on two cores) + 6 slow (the dynamic export of every backbone family) + 1 gpu (the torch backend on
+CUDA)."""
 import json
 import os
 import os.path as osp
@@ -169,6 +170,57 @@ def test_tta_averages_the_softmax_of_the_scales(exported):
         logits = torch.nn.functional.interpolate(logits, size=(64, 64), mode='bilinear', align_corners=False)
         expected = expected + logits.softmax(1)[0].numpy() / 3
     np.testing.assert_allclose(tta.probabilities, expected, atol=1e-4)
+
+
+def test_backend_agreement_equals_an_independent_comparison_of_the_two_models(exported, tmp_path, monkeypatch):
+    """backend_agreement (what tools/pipeline.py reports) against the same numbers computed here: the images read
+    by OpenCV and normalised with config.json's mean and std, PyTorch's logits from the model's own encode_decode
+    (the demo's test mode is whole), ONNX Runtime's from a session of our own, class maps by numpy's argmax. Then
+    with ONNX Runtime's logits made to disagree (class 3 raised by 0.05): the disagreement is counted exactly."""
+    import onnxruntime as ort
+    from cosub_seg.inference import segmenter as segmenter_module
+    from cosub_seg.inference.segmenter import backend_agreement, softmax
+    paths = []
+    for i, (height, width) in enumerate([(96, 160), (64, 64)]):
+        paths.append(str(tmp_path / f'scene{i}.png'))
+        cv2.imwrite(paths[-1], _scene(height, width, seed=20 + i)[:, :, ::-1])
+    pre = read_model_folder(exported['folder']).config['preprocessing']
+    mean, std = np.float32(pre['mean']).reshape(1, 3, 1, 1), np.float32(pre['std']).reshape(1, 3, 1, 1)
+    session = ort.InferenceSession(exported['onnx']['onnx'], providers=['CPUExecutionProvider'])
+    inputs = [(cv2.imread(p)[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32) - mean) / std for p in paths]
+    expected_logits = [_torch_logits(exported['model'], torch.from_numpy(x)) for x in inputs]
+    bump = np.zeros((1, 11, 1, 1), np.float32)
+    bump[0, 3] = 0.05
+
+    def independent(raise_class_3):
+        onnx_logits = [session.run(None, {'pixel_values': x})[0] + (bump if raise_class_3 else 0) for x in inputs]
+        same = [a.argmax(1) == b.argmax(1) for a, b in zip(onnx_logits, expected_logits)]
+        return dict(pixel_agreement=sum(int(s.sum()) for s in same) / sum(s.size for s in same),
+                    differing_pixels=sum(int((~s).sum()) for s in same), pixels=96 * 160 + 64 * 64,
+                    max_abs_diff=max(float(np.abs(a - b).max()) for a, b in zip(onnx_logits, expected_logits)),
+                    max_abs_diff_probabilities=max(float(np.abs(softmax(a) - softmax(b)).max())
+                                                   for a, b in zip(onnx_logits, expected_logits)))
+
+    found = backend_agreement(exported['folder'], paths)
+    assert (found['backends'], found['mode'], found['images']) == (['torch', 'onnx'], 'whole', paths)
+    assert [row['pixels'] for row in found['per_image']] == [96 * 160, 64 * 64]
+    reference = independent(False)
+    assert {k: found[k] for k in ('pixel_agreement', 'differing_pixels', 'pixels')} == {
+        k: reference[k] for k in ('pixel_agreement', 'differing_pixels', 'pixels')}
+    assert found['pixel_agreement'] >= 0.999 and found['max_abs_diff'] < 1e-4
+    for key in ('max_abs_diff', 'max_abs_diff_probabilities'):
+        assert found[key] == pytest.approx(reference[key], rel=0, abs=1e-6)
+
+    run = segmenter_module.OnnxBackend.run
+    monkeypatch.setattr(segmenter_module.OnnxBackend, 'run', lambda self, x: run(self, x) + bump)
+    found = backend_agreement(exported['folder'], paths)
+    reference = independent(True)
+    assert 0 < reference['differing_pixels'] == found['differing_pixels']
+    assert found['pixel_agreement'] == reference['pixel_agreement'] < 1
+    assert found['max_abs_diff'] == pytest.approx(reference['max_abs_diff'], abs=1e-6)
+    assert found['max_abs_diff'] == pytest.approx(0.05, abs=1e-4)
+    with pytest.raises(DataError, match='no image'):
+        backend_agreement(exported['folder'], [])
 
 
 def test_both_slide_inferences_visit_the_windows_of_one_function():

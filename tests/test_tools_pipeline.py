@@ -1,5 +1,6 @@
 """tools/pipeline.py (cli/pipeline.py) end to end on the digits at a tiny budget, slow: both report files, their
-numbers, the pictures and the exports."""
+numbers, the pictures, the exports, and the last stage (model.onnx, tools/segment.py with ONNX Runtime on the
+pictures' scenes, ONNX Runtime vs PyTorch on them; skipped with --no-onnx in the second run)."""
 import glob
 import json
 import os.path as osp
@@ -23,7 +24,7 @@ SEG_CONFIG = 'configs/seg/upernet_cosub-deit3-tiny_digitscenes.py'
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 REPORT_KEYS = {'headline', 'top1', 'top5', 'top1_at_epoch', 'mIoU', 'aAcc', 'mAcc', 'per_class_iou',
                'confusion_matrix', 'wall_time_s', 'configs', 'checkpoints', 'exports', 'pictures', 'notes',
-               'paths_relative_to', 'commands', 'environment', 'setup', 'random_init', 'probes'}
+               'paths_relative_to', 'commands', 'environment', 'setup', 'random_init', 'probes', 'onnx'}
 
 
 CLASSES = ['background'] + [f'digit {i}' for i in range(10)]
@@ -49,7 +50,7 @@ def test_report_files_hold_the_expected_keys_and_numbers(pipeline_run):
     report, work_dir = pipeline_run['report'], pipeline_run['work_dir']
     assert set(report) == REPORT_KEYS
     assert set(report['wall_time_s']) == {'pretrain', 'probes', 'finetune', 'export', 'evaluate', 'pictures', 'total',
-                                          'finetune_random_init', 'evaluate_random_init'}
+                                          'finetune_random_init', 'evaluate_random_init', 'onnx'}
     # top-1 is the pretraining's validation at the epoch of the checkpoint handed over (epoch 1 of 1).
     val = [r for r in scalars(osp.join(work_dir, 'pretrain')) if 'accuracy/top1' in r]
     # No absolute paths: files of a work dir outside the repository are relative to the report's folder.
@@ -179,6 +180,48 @@ def test_pictures_are_pngs_of_the_expected_size(pipeline_run):
 
 
 @pytest.mark.slow
+def test_onnx_stage_segments_the_pictures_scenes_and_agrees_with_pytorch(pipeline_run):
+    """The last stage: model.onnx in the exported model folder, tools/segment.py's label files and overlays of the
+    scenes the pictures show, and the agreement of ONNX Runtime with PyTorch on them, in report.json, report.md and
+    agreement.json; its two commands recorded."""
+    from cosub_seg.inference import Segmenter
+    from cosub_seg.inference.model_folder import read_model_folder
+    report, work_dir = pipeline_run['report'], pipeline_run['work_dir']
+    onnx = report['onnx']
+    assert onnx['status'] == 'done' and onnx['mode'] == 'whole'
+    assert onnx['pixel_agreement'] >= 0.99 and onnx['max_abs_diff'] < 1e-3
+    assert onnx['pixels'] == 2 * 128 * 128 and onnx['export_seconds'] > 0 and onnx['segment_seconds'] > 0
+    folder = osp.join(work_dir, 'export', 'segmentor')
+    assert onnx['model'] == osp.join('export', 'segmentor', 'model.onnx')
+    assert read_model_folder(folder).onnx['dynamic_size'] is True
+    # The scenes of the prediction pictures (--num-overlays 2), copied from the validation images.
+    names = [osp.splitext(osp.basename(p))[0] for p in report['pictures']['overlays']]
+    assert [osp.splitext(osp.basename(p))[0] for p in onnx['images']] == names
+    assert [osp.splitext(osp.basename(p))[0] for p in onnx['overlays']] == names
+    segmenter = Segmenter.from_pretrained(folder, backend='onnx')
+    for image, overlay in zip(onnx['images'], onnx['overlays']):
+        name = osp.basename(image)
+        with open(osp.join(work_dir, image), 'rb') as copy, \
+                open(osp.join(pipeline_run['scenes'], 'images', 'validation', name), 'rb') as original:
+            assert copy.read() == original.read()
+        assert png_size(osp.join(work_dir, overlay)) == (128, 128)
+        labels = cv2.imread(osp.join(work_dir, 'onnx_segment', 'labels', osp.splitext(name)[0] + '.png'),
+                            cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(labels, segmenter.predict(osp.join(work_dir, image)).labels + 1)
+    with open(osp.join(work_dir, onnx['agreement'])) as f:
+        agreement = json.load(f)
+    assert agreement['pixel_agreement'] == onnx['pixel_agreement'] and len(agreement['per_image']) == 2
+    with open(osp.join(work_dir, 'report.md')) as f:
+        markdown = f.read()
+    assert '## ONNX Runtime' in markdown and all(f']({path})' in markdown for path in onnx['overlays'])
+    stages = {c['stage']: c['command'] for c in report['commands']}
+    assert stages['ONNX export'].endswith(' -m cosub_seg.cli.convert_checkpoint onnx '
+                                          f'{osp.relpath(folder, ROOT)}')
+    assert ' --overlay --backend onnx' in stages['ONNX segmentation']
+    assert 'onnx         ONNX Runtime vs PyTorch on 2 validation scene(s)' in pipeline_run['stdout']
+
+
+@pytest.mark.slow
 def test_tensorboard_switch_logs_both_stages(pipeline_run):
     for stage in ('pretrain', 'seg'):
         assert glob.glob(osp.join(pipeline_run['work_dir'], stage, '*', 'vis_data', 'events.out.tfevents.*'))
@@ -230,12 +273,14 @@ def test_a_run_shorter_than_the_logger_interval_still_writes_its_report(digits_r
     work_dir = str(tmp_path / 'short')
     options = [o for o in seg_options(scenes, iters=2) if not o.startswith('default_hooks.logger')]
     proc = run_tool([python, 'tools/pipeline.py', PRETRAIN_CONFIG, SEG_CONFIG, '--work-dir', work_dir,
-                     '--num-overlays', '1', '--no-probes', '--pretrain-options',
+                     '--num-overlays', '1', '--no-probes', '--no-onnx', '--pretrain-options',
                      *digits_options(digits_root, epochs=1), '--seg-options', *options])
     with open(osp.join(work_dir, 'report.json')) as f:
         report = json.load(f)
     assert set(report) == REPORT_KEYS and report['mIoU'] is not None
     assert report['probes'] is None and 'probes' not in report['wall_time_s'] and len(report['headline']) == 3
+    assert report['onnx']['status'] == 'skipped' and 'onnx' not in report['wall_time_s']
+    assert not osp.exists(osp.join(work_dir, 'export', 'segmentor', 'model.onnx'))
     assert 'finetune_curves' not in report['pictures'] and 'pretrain_curves' in report['pictures']
     [note] = report['notes']
     assert note == ('no segmentation fine-tuning curves: the run in seg/ logged no training records (loss or lr). A '

@@ -82,7 +82,8 @@ def main(argv=None):
         size = ('any height and width' if paths['dynamic_size'] else
                 f'{paths["static_size"][0]}x{paths["static_size"][1]} inputs only (slide inference around it)')
         note = f'; dynamic size failed: {paths["dynamic_size_error"]}' if paths.get('dynamic_size_error') else ''
-        print(f'wrote {paths["onnx"]} ({size}{note}); ONNX Runtime vs PyTorch logits: max abs difference '
+        print(f'wrote {paths["onnx"]} ({size}{note}) in {paths["export_seconds"]:.1f} s (export and checks); ONNX '
+              f'Runtime vs PyTorch logits: max abs difference '
               f'{paths["max_abs_diff"]:.1e} at {paths["checked_sizes"]}; run it with '
               f'`python tools/segment.py {folder} IMAGE` or cosub_seg.Segmenter.from_pretrained({folder!r})')
     else:

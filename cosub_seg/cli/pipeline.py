@@ -1,10 +1,17 @@
 r"""One command from a pretraining config to a segmentation report.
 
 pretraining -> frozen-backbone probes of it (kNN, linear) -> the checkpoint handed to the segmentation config ->
-fine-tuning -> export (timm safetensors for the backbone, mmseg init_model files for the segmentor) -> evaluation
-of the exported segmentor -> pictures -> report.md + report.json. Each training or evaluation stage runs as its own
+fine-tuning -> export (timm safetensors for the backbone, mmseg init_model files and the model folder for the
+segmentor) -> evaluation of the exported segmentor -> pictures -> ONNX: model.onnx of the exported segmentor,
+tools/segment.py with ONNX Runtime on the validation scenes of the pictures, and ONNX Runtime's agreement with PyTorch
+on them -> report.md + report.json. Each training, evaluation, export-to-ONNX or segmentation stage runs as its own
 process, the same command a user would type (printed before it starts, its paths relative to the repository root,
 where the pipeline runs), so a failed stage can be rerun by hand.
+
+A failed stage stops the pipeline (exit status 1) naming it, except the ONNX stage, the last one: where it fails
+(onnxscript missing, an export the graph checks refuse) report.md and report.json are written all the same, their
+ONNX section giving the failing step, its error and the command that reruns it, and then the pipeline exits with
+status 1. --no-onnx skips the stage (about 50 s for the demo on 2 CPU cores, most of it the export).
 
 With --compare-random-init the fine-tuning runs a second time with the same config and options but a randomly
 initialised backbone (model.backbone.init_cfg=None), is evaluated the same way, and the report gives both mIoUs and
@@ -20,32 +27,38 @@ What WORK_DIR holds afterwards:
     probes/                compare.md / compare.json / compare.png of tools/compare_backbones.py on the pretrained
                            backbone (kNN k = 10, 20, 100 and the linear probe, one seed), unless --no-probes
     export/backbone/       model.safetensors + config.json: timm.create_model('local-dir:...', pretrained=True)
-    export/segmentor/      <seg config>.py + .pth: mmseg.apis.init_model(config, checkpoint)
+    export/segmentor/      <seg config>.py + .pth: mmseg.apis.init_model(config, checkpoint); the model folder
+                           (config.json, model.safetensors, model.onnx): cosub_seg.Segmenter, tools/segment.py
     eval/                  the evaluation log (metrics and confusion matrix in its JSON)
     seg_random_init/  eval_random_init/   with --compare-random-init: the fine-tuning from random weights, its
                            evaluation
     pictures/              training curves (validation at every evaluation), per-class IoU, confusion matrix,
                            overlays/ (image | truth | prediction | errors, at least 384 px a panel, class legend)
+    onnx_segment/          scenes/ (copies of the pictures' validation scenes), labels/ and overlays/ of
+                           tools/segment.py on them with model.onnx, agreement.json (ONNX Runtime vs PyTorch), unless
+                           --no-onnx
     report.md  report.json its first lines say what was done and what came of it: the backbone's top-1, the mIoU
                            and its weakest class, and what pretraining adds over random initialisation if measured
 """
 import argparse
 import glob
+import importlib.util
 import json
 import os
 import os.path as osp
 import platform
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from cosub_seg.cli import tool
-from cosub_seg.cli.pipeline_report import (Checkpoints, Configs, ConfusionMatrix, PipelineReport, RandomInit,
-                                           Setup)
-from cosub_seg.errors import DEBUG_HELP, MissingFileError
+from cosub_seg.cli.pipeline_report import (Checkpoints, Configs, ConfusionMatrix, OnnxCheck, PipelineReport,
+                                           RandomInit, Setup)
+from cosub_seg.errors import DEBUG_HELP, MissingFileError, one_line
 
 
 def parse_args(argv=None):
@@ -71,6 +84,10 @@ def parse_args(argv=None):
                         'pretrained backbone (kNN and linear probe, tools/compare_backbones.py; WORK_DIR/probes). '
                         "Default: the pretraining data, when it is such a folder")
     parser.add_argument('--no-probes', action='store_true', help='skip the frozen-backbone probes')
+    parser.add_argument('--no-onnx', action='store_true',
+                        help='skip the last stage (about 50 s for the demo on 2 CPU cores): model.onnx of the exported '
+                        'segmentor (tools/convert_checkpoint.py onnx), tools/segment.py with ONNX Runtime on the '
+                        "pictures' validation scenes (WORK_DIR/onnx_segment) and its agreement with PyTorch")
     parser.add_argument('--debug', action='store_true', help=DEBUG_HELP + ' (passed on to every stage)')
     return parser.parse_args(argv)
 
@@ -133,6 +150,28 @@ def run_stage(name: str, module: str, args: List[str], commands: list) -> float:
         raise SystemExit(f'the {name} stage failed (exit code {result.returncode}); its output is above, and the '
                          'command to rerun it by hand is printed before it')
     return time.time() - start
+
+
+def run_optional_stage(name: str, module: str, args: List[str], commands: list) -> Tuple[float, Optional[str]]:
+    """:func:`run_stage` for a stage whose failure must not stop the pipeline: returns the wall time and None, or
+    what went wrong (the exit code and the last line of the stage's stderr, where our tools print their one-line
+    error). Its stderr is captured for that and printed when the stage ends; its stdout goes to the console as
+    it comes."""
+    shown = stage_command(module, args)
+    commands.append(dict(stage=name, command=shown))
+    print(f'\n== {name}: {shown}', flush=True)
+    start = time.time()
+    result = subprocess.run([sys.executable, '-m', module, *args], stderr=subprocess.PIPE, text=True)
+    seconds = time.time() - start
+    err = result.stderr or ''
+    if err:
+        sys.stdout.flush()
+        sys.stderr.write(err)
+        sys.stderr.flush()
+    if result.returncode == 0:
+        return seconds, None
+    last = [line.strip() for line in err.splitlines() if line.strip()]
+    return seconds, f'exit code {result.returncode}' + (f': {last[-1][:500]}' if last else '')
 
 
 def last_checkpoint(work_dir: str) -> str:
@@ -211,6 +250,100 @@ def read_test_metrics(eval_dir: str) -> dict:
         return json.load(f)
 
 
+ONNX_PACKAGES = ('onnx', 'onnxscript', 'onnxruntime')  # torch's dynamo exporter, its checks, the Segmenter
+
+
+def missing_onnx_packages() -> List[str]:
+    return [name for name in ONNX_PACKAGES if importlib.util.find_spec(name) is None]
+
+
+def validation_scenes(config: str, num_images: int) -> List[str]:
+    """The image files of the ``num_images`` scenes :func:`draw_pictures` draws: the test split of ``config`` (the
+    exported segmentor's), at the same spread indices."""
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    from mmseg.registry import DATASETS as SEG_DATASETS
+
+    from cosub_seg.visualization.seg_visualizer import spread_indices
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        dataset = SEG_DATASETS.build(Config.fromfile(config).test_dataloader.dataset)
+    return [dataset.get_data_info(i)['img_path'] for i in spread_indices(len(dataset), num_images)]
+
+
+def onnx_stage(folder: str, config: str, out_dir: str, num_images: int, work_dir: str, commands: list,
+               debug: List[str]) -> OnnxCheck:
+    """The pipeline's last stage, each step a process where a user would run one: ``model.onnx`` in the model
+    folder ``folder`` (``tools/convert_checkpoint.py onnx``), ``tools/segment.py`` with ONNX Runtime on copies of
+    the validation scenes of the pictures (``out_dir/scenes``; labels/ and overlays/ beside them), then ONNX
+    Runtime vs PyTorch on those scenes (:func:`~cosub_seg.inference.segmenter.backend_agreement`,
+    ``out_dir/agreement.json``). A failed step ends the stage: the returned :class:`OnnxCheck` says which, why and
+    how to rerun it."""
+    def rel(path):
+        return relative(path, work_dir)
+
+    model = osp.join(folder, 'model.onnx')
+    shutil.rmtree(out_dir, ignore_errors=True)  # a rerun's work dir: no label file or overlay of another run
+
+    def failed(stage: str, reason: str, retry: Optional[str], **done) -> OnnxCheck:
+        print(f'\n== the {stage} step failed: {reason}; the report is written without it', flush=True)
+        return OnnxCheck(status='failed', failed_stage=stage, reason=reason, retry=retry, model=rel(model), **done)
+
+    export_seconds, problem = run_optional_stage('ONNX export', 'cosub_seg.cli.convert_checkpoint', [
+        *debug, 'onnx', for_run(folder)], commands)
+    print(f'== ONNX export: {export_seconds:.1f} s', flush=True)
+    export_seconds = round(export_seconds, 1)
+    if problem:
+        return failed('ONNX export', problem, commands[-1]['command'], export_seconds=export_seconds)
+
+    scenes_dir = osp.join(out_dir, 'scenes')
+    os.makedirs(scenes_dir)
+    scenes = []
+    try:
+        for path in validation_scenes(config, num_images):
+            scenes.append(osp.join(scenes_dir, osp.basename(path)))
+            shutil.copyfile(path, scenes[-1])
+    except Exception as err:  # noqa: BLE001  the report keeps the rest; --debug shows the traceback
+        if debug:
+            raise
+        return failed('scene selection', one_line(err), None, export_seconds=export_seconds)
+    segment_seconds, problem = run_optional_stage('ONNX segmentation', 'cosub_seg.cli.segment', [
+        for_run(folder), for_run(scenes_dir), '--out', for_run(out_dir), '--overlay', '--backend', 'onnx', *debug],
+        commands)
+    print(f'== ONNX segmentation: {segment_seconds:.1f} s', flush=True)
+    segment_seconds = round(segment_seconds, 1)
+    done = dict(export_seconds=export_seconds, segment_seconds=segment_seconds, images=[rel(p) for p in scenes])
+    if problem:
+        return failed('ONNX segmentation', problem, commands[-1]['command'], **done)
+    overlays = [osp.join(out_dir, 'overlays', osp.splitext(osp.basename(p))[0] + '.png') for p in scenes]
+
+    print(f'\n== ONNX Runtime vs PyTorch on the {len(scenes)} scene(s)', flush=True)
+    tick = time.time()
+    try:
+        from cosub_seg.inference.segmenter import backend_agreement
+        found = backend_agreement(for_run(folder), [for_run(p) for p in scenes])
+    except Exception as err:  # noqa: BLE001  the report keeps the rest; --debug shows the traceback
+        if debug:
+            raise
+        return failed('agreement', one_line(err), None, **done)
+    agreement_seconds = round(time.time() - tick, 1)
+    found['images'] = [rel(p) for p in found['images']]
+    for row in found['per_image']:
+        row['image'] = rel(row['image'])
+    found.update(model=rel(model), seconds=agreement_seconds)
+    agreement = osp.join(out_dir, 'agreement.json')
+    with open(agreement, 'w') as f:
+        json.dump(found, f, indent=2)
+    print(f'pixel agreement {100 * found["pixel_agreement"]:.2f} % ({found["differing_pixels"]} of '
+          f'{found["pixels"]} pixels differ), logits within {found["max_abs_diff"]:.1e}, probabilities within '
+          f'{found["max_abs_diff_probabilities"]:.1e}; wrote {rel(agreement)} ({agreement_seconds:.1f} s)', flush=True)
+    return OnnxCheck(status='done', model=rel(model), overlays=[osp.relpath(p, work_dir) for p in overlays],
+                     mode=found['mode'], pixel_agreement=found['pixel_agreement'],
+                     differing_pixels=found['differing_pixels'], pixels=found['pixels'],
+                     max_abs_diff=found['max_abs_diff'],
+                     max_abs_diff_probabilities=found['max_abs_diff_probabilities'], agreement=rel(agreement),
+                     agreement_seconds=agreement_seconds, **done)
+
+
 def environment() -> Dict[str, str]:
     import mmengine
     import mmseg
@@ -226,12 +359,17 @@ def main(argv=None):
     args = parse_args(argv)
     seg_name = osp.splitext(osp.basename(args.seg_config))[0]
     work_dir = args.work_dir or osp.join('work_dirs', f'pipeline_{seg_name}')
-    names = ('pretrain', 'probes', 'seg', 'eval', 'export', 'pictures', 'seg_random_init', 'eval_random_init')
+    names = ('pretrain', 'probes', 'seg', 'eval', 'export', 'pictures', 'seg_random_init', 'eval_random_init',
+             'onnx_segment')
     dirs = {name: osp.join(work_dir, name) for name in names}
     for path, what in ((args.pretrain_config, 'pretraining config'), (args.seg_config, 'segmentation config')):
         if not osp.isfile(path):
             raise MissingFileError(f'{what} {path} does not exist')
     debug = ['--debug'] if args.debug else []
+    missing = [] if args.no_onnx else missing_onnx_packages()
+    if missing:
+        print(f'note: {", ".join(missing)} cannot be imported: the last stage (the ONNX export) will fail; the report '
+              "is written all the same. Install them (pip install 'cosub_seg[test]') or pass --no-onnx", flush=True)
     train_flags = [*(['--amp'] if args.amp else []), *(['--tensorboard'] if args.tensorboard else []), *debug]
     times, commands = {}, []
     start = time.time()
@@ -301,6 +439,16 @@ def main(argv=None):
     pictures = draw_pictures(dirs, metrics, segmentor, args.num_overlays, notes,
                              random_init=args.compare_random_init)
     times['pictures'] = time.time() - tick
+
+    # 5b. The exported segmentor through ONNX Runtime: model.onnx, tools/segment.py on the pictures' scenes, the
+    # agreement with PyTorch. The last stage: where it fails, the report is written all the same.
+    if args.no_onnx or args.num_overlays < 1:
+        onnx = OnnxCheck(status='skipped', reason='--no-onnx' if args.no_onnx else '--num-overlays 0: no scene')
+    else:
+        tick = time.time()
+        onnx = onnx_stage(osp.join(dirs['export'], 'segmentor'), segmentor['config'], dirs['onnx_segment'],
+                          args.num_overlays, work_dir, commands, debug)
+        times['onnx'] = time.time() - tick
     times['total'] = time.time() - start
 
     # 6. Report.
@@ -339,12 +487,17 @@ def main(argv=None):
         setup=describe_setup(pretrain_used, seg_used),
         random_init=random_init,
         probes=probes,
+        onnx=onnx,
     )
     with open(osp.join(work_dir, 'report.json'), 'w') as f:
         json.dump(report.to_json(), f, indent=2)
     with open(osp.join(work_dir, 'report.md'), 'w') as f:
         f.write(report.markdown())
     print(report.summary(relative(work_dir)))
+    if onnx.status == 'failed':
+        retry = f'; rerun it by hand: {onnx.retry}' if onnx.retry else ''
+        raise SystemExit(f'the {onnx.failed_stage} step of the last stage failed ({onnx.reason}); '
+                         f'{relative(osp.join(work_dir, "report.md"))} and report.json are complete otherwise{retry}')
     return report
 
 

@@ -71,6 +71,40 @@ class Probes:
 
 
 @dataclass
+class OnnxCheck:
+    """The last stage: the exported segmentor as ``model.onnx`` (``tools/convert_checkpoint.py onnx``),
+    ``tools/segment.py`` with ONNX Runtime on validation scenes (those of the prediction pictures), and ONNX
+    Runtime's agreement with PyTorch on them (:func:`cosub_seg.inference.segmenter.backend_agreement`: the
+    exported model folder through both backends of the Segmenter, image by image)."""
+    status: str  # 'done', 'failed' or 'skipped'
+    reason: Optional[str] = None  # why skipped, or what failed (the failing step's last error line)
+    failed_stage: Optional[str] = None  # the step that failed: a stage of `commands`, or 'agreement'
+    retry: Optional[str] = None  # the command that reruns the failed step
+    model: Optional[str] = None  # model.onnx
+    images: List[str] = field(default_factory=list)  # the scenes segmented (copies of the validation images)
+    overlays: List[str] = field(default_factory=list)  # tools/segment.py's overlays, relative to the report
+    mode: Optional[str] = None  # 'whole' or 'slide': the model's test mode
+    pixel_agreement: Optional[float] = None  # fraction of the pixels whose class is the same in both backends
+    differing_pixels: Optional[int] = None
+    pixels: Optional[int] = None
+    max_abs_diff: Optional[float] = None  # logits
+    max_abs_diff_probabilities: Optional[float] = None  # their softmax
+    agreement: Optional[str] = None  # the JSON with the per-image numbers
+    export_seconds: Optional[float] = None  # wall time of the ONNX export stage (process included)
+    segment_seconds: Optional[float] = None  # of the tools/segment.py stage
+    agreement_seconds: Optional[float] = None  # of the comparison (both backends loaded and run)
+
+    def words(self) -> str:
+        """One sentence: the agreement, or why there is none."""
+        if self.status == 'skipped':
+            return f'skipped ({self.reason})'
+        if self.status == 'failed':
+            return f'failed at the {self.failed_stage} step: {self.reason}'
+        return (f'ONNX Runtime vs PyTorch on {len(self.images)} validation scene(s): pixel agreement '
+                f'{100 * self.pixel_agreement:.2f} %, logits within {_fmt_e(self.max_abs_diff)}')
+
+
+@dataclass
 class ConfusionMatrix:
     classes: List[str]
     counts: Optional[list]  # counts[i][j]: pixels of true class i predicted as j
@@ -101,6 +135,7 @@ class PipelineReport:
     setup: Optional[Setup] = None
     random_init: Optional[RandomInit] = None  # measured with --compare-random-init
     probes: Optional[Probes] = None  # frozen-backbone probes of the pretrained backbone (None: not run)
+    onnx: Optional[OnnxCheck] = None  # the ONNX model and tools/segment.py on validation scenes (None: not asked)
     notes: List[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
@@ -158,6 +193,8 @@ class PipelineReport:
                f'(pretraining: {_fmt_gap(r.gap)}), mAcc {_fmt(r.mAcc)}, aAcc {_fmt(r.aAcc)} | '
                f'{t.get("finetune_random_init", 0) + t.get("evaluate_random_init", 0):.0f} s |'] if r else []),
             f'| export, pictures | | | {t["export"] + t["pictures"]:.0f} s |',
+            *([f'| ONNX export, `tools/segment.py` with ONNX Runtime | | {self.onnx.words()} | '
+               f'{t.get("onnx", 0):.0f} s |'] if self.onnx else []),
             f'| **total** | | | **{t["total"]:.0f} s** |', '',
             '## Per-class IoU', '', f'![per-class IoU]({self.pictures["per_class_iou"]})', '',
             *(['| class | IoU (%) | from random initialisation | pretraining adds |', '|---|---|---|---|',
@@ -182,6 +219,8 @@ class PipelineReport:
                   'Each: image | ground truth | prediction | errors (red: pixels predicted wrong; light grey: pixels '
                   'the metric ignores), with the colours of the classes in the legend below.', '',
                   *[f'![{osp.basename(p)}]({p})' for p in self.pictures['overlays']], '']
+        if self.onnx is not None:
+            lines += self._onnx_markdown()
         backbone, segmentor = exports['backbone'], exports['segmentor']
         lines += [
             '## Files', '', f'Paths are relative to {self.paths_relative_to}.', '',
@@ -200,6 +239,30 @@ class PipelineReport:
         ]
         return '\n'.join(lines)
 
+    def _onnx_markdown(self) -> List[str]:
+        o = self.onnx
+        lines = ['## ONNX Runtime', '']
+        if o.status == 'skipped':
+            return lines + [f'Skipped ({o.reason}): no model.onnx was written and nothing ran through ONNX Runtime.',
+                            '']
+        if o.status == 'failed':
+            lines += [f'The {o.failed_stage} step failed: {o.reason}', '',
+                      'Everything above is complete: only this last stage is missing.' +
+                      (f' Rerun the step by hand: `{o.retry}`' if o.retry else ''), '']
+            return lines
+        exported = f' ({o.export_seconds:.0f} s)' if o.export_seconds is not None else ''
+        segmented = f' ({o.segment_seconds:.0f} s)' if o.segment_seconds is not None else ''
+        lines += [
+            f'`{o.model}`, written by `tools/convert_checkpoint.py onnx`{exported}, segmented {len(o.images)} '
+            f'validation scene(s) with `tools/segment.py` on ONNX Runtime{segmented}: the scenes of the predictions '
+            'above, drawn as the tool draws them (the class colours blended into the image).', '',
+            f'Against PyTorch (the same model folder through the Segmenter\'s torch backend, {o.mode} inference, '
+            f'image by image): the class of {100 * o.pixel_agreement:.2f} % of the pixels is the same '
+            f'({o.differing_pixels} of {o.pixels} differ); the logits differ by at most {_fmt_e(o.max_abs_diff)}, '
+            f'the probabilities by at most {_fmt_e(o.max_abs_diff_probabilities)} (per image: `{o.agreement}`).', '',
+            *[f'![{osp.basename(p)}]({p})' for p in o.overlays], '']
+        return lines
+
     def summary(self, work_dir: str) -> str:
         """The console's last lines: the headline, then the numbers; ``work_dir`` as it should be shown (relative
         to the repository root)."""
@@ -214,6 +277,8 @@ class PipelineReport:
                f'({t.get("finetune_random_init", 0):.0f} s + evaluation {t.get("evaluate_random_init", 0):.0f} s)']
               if r else []),
             'per-class IoU: ' + ', '.join(f'{name} {_fmt(v, 1)}' for name, v in self.per_class_iou.items()),
+            *([f'onnx         {self.onnx.words()}' + (f'   ({t["onnx"]:.0f} s)' if 'onnx' in t else '')]
+              if self.onnx else []),
             f'report       {osp.join(work_dir, "report.md")} (pictures in {osp.join(work_dir, "pictures")}/)',
             f'total        {t["total"]:.0f} s',
         ])
@@ -221,6 +286,10 @@ class PipelineReport:
 
 def _fmt(value, digits=2):
     return '-' if value is None else f'{value:.{digits}f}'
+
+
+def _fmt_e(value):
+    return '-' if value is None else f'{value:.1e}'
 
 
 def _fmt_gap(value):
@@ -231,4 +300,4 @@ def _difference(a, b):
     return None if a is None or b is None else a - b
 
 
-__all__ = ['PipelineReport', 'Setup', 'RandomInit', 'Configs', 'Checkpoints', 'ConfusionMatrix']
+__all__ = ['PipelineReport', 'Setup', 'RandomInit', 'Probes', 'OnnxCheck', 'Configs', 'Checkpoints', 'ConfusionMatrix']

@@ -17,7 +17,7 @@ import os
 import os.path as osp
 import warnings
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -371,6 +371,37 @@ class Segmenter:
         return total / copies
 
 
+def backend_agreement(model: str, images: Sequence[str], mode: Optional[str] = None,
+                      threads: Optional[int] = None) -> dict:
+    """How far ONNX Runtime is from PyTorch on ``images`` (file paths): ``model`` (a model folder with model.onnx)
+    loaded by both backends, each image run alone by :meth:`Segmenter.logits` in the model's test mode (or
+    ``mode``). Returns ``max_abs_diff`` (the logits' largest absolute difference), ``max_abs_diff_probabilities``
+    (of their softmax), ``pixel_agreement`` (the fraction of pixels whose class, the argmax, is the same),
+    ``pixels``, ``differing_pixels``, the same per image in ``per_image``, and ``mode``. Imports the training stack
+    (the torch backend)."""
+    images = [os.fspath(path) for path in images]
+    if not images:
+        raise DataError('backend_agreement: no image to compare the backends on')
+    onnx = Segmenter.from_pretrained(model, backend='onnx', threads=threads)
+    reference = Segmenter.from_pretrained(model, backend='torch')
+    mode = mode or onnx.test_mode['mode']
+    rows = []
+    for path in images:
+        batch = read_image(path)[None]
+        expected, got = reference.logits(batch, mode), onnx.logits(batch, mode)
+        same = got.argmax(axis=1) == expected.argmax(axis=1)
+        rows.append(dict(image=path, max_abs_diff=float(np.abs(got - expected).max()),
+                         max_abs_diff_probabilities=float(np.abs(softmax(got) - softmax(expected)).max()),
+                         pixel_agreement=float(same.mean()), pixels=int(same.size),
+                         differing_pixels=int(same.size - same.sum())))
+    pixels = sum(row['pixels'] for row in rows)
+    differing = sum(row['differing_pixels'] for row in rows)
+    return dict(backends=['torch', 'onnx'], mode=mode, images=images, pixels=pixels, differing_pixels=differing,
+                pixel_agreement=(pixels - differing) / pixels,
+                max_abs_diff=max(row['max_abs_diff'] for row in rows),
+                max_abs_diff_probabilities=max(row['max_abs_diff_probabilities'] for row in rows), per_image=rows)
+
+
 def _has_onnxruntime() -> bool:
     try:
         import onnxruntime  # noqa: F401
@@ -418,4 +449,4 @@ def build_torch_segmentor(model_cfg: dict, weights: Optional[str]):
 
 
 __all__ = ['Segmenter', 'Prediction', 'OnnxBackend', 'TorchBackend', 'slide_windows', 'build_torch_segmentor',
-           'load_state', 'softmax', 'resize_maps', 'size_multiple']
+           'load_state', 'softmax', 'resize_maps', 'size_multiple', 'backend_agreement']

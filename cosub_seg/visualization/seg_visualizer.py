@@ -51,6 +51,12 @@ class SideBySideSegVisualizer(SegLocalVisualizer):
             self.add_image(name, drawn, step)
 
 
+def spread_indices(length: int, num_images: int) -> List[int]:
+    """``num_images`` indices spread evenly over ``range(length)``, first and last included: the images
+    :func:`draw_predictions` draws (``tools/pipeline.py`` segments the same ones with the ONNX model)."""
+    return [int(i) for i in np.unique(np.linspace(0, length - 1, min(num_images, length)).round().astype(int))]
+
+
 def draw_predictions(model, dataset, out_dir: str, num_images: int = 4) -> List[str]:
     """Runs ``model`` (an mmseg segmentor, e.g. from ``mmseg.apis.init_model``) on ``num_images`` images spread
     evenly over ``dataset`` (built with the config's test pipeline) and writes ``out_dir/<image name>.png``, each
@@ -60,7 +66,7 @@ def draw_predictions(model, dataset, out_dir: str, num_images: int = 4) -> List[
     meta = getattr(model, 'dataset_meta', None) or dataset.metainfo
     ignore_index = getattr(dataset, 'ignore_index', IGNORE_INDEX)
     os.makedirs(out_dir, exist_ok=True)
-    indices = np.unique(np.linspace(0, len(dataset) - 1, min(num_images, len(dataset))).round().astype(int))
+    indices = spread_indices(len(dataset), num_images)
     paths = []
     model.eval()
     for index in indices:
