@@ -143,12 +143,13 @@ def stochastic_depth_slots(model: nn.Module) -> List[Tuple[nn.Module, str]]:
     timm names them ``drop_path``, ``drop_path1``, ``drop_path2``... in every family used here; a slot whose rate is
     0 holds ``nn.Identity`` instead of ``DropPath``.
     """
-    slots = []
-    for parent in model.modules():
-        for name, child in parent.named_children():
-            if name.startswith('drop_path') and isinstance(child, (DropPath, StochasticDepth, nn.Identity)):
-                slots.append((parent, name))
-    return slots
+    return [(parent, name) for parent in model.modules() for name in own_slots(parent)]
+
+
+def own_slots(module: nn.Module) -> List[str]:
+    """The names of ``module``'s own stochastic-depth slots (its children, not deeper): a residual block has some."""
+    return [name for name, child in module.named_children()
+            if name.startswith('drop_path') and isinstance(child, (DropPath, StochasticDepth, nn.Identity))]
 
 
 def _slot_rate(module: nn.Module) -> float:
@@ -194,4 +195,5 @@ def configure_stochastic_depth(model: nn.Module, config: StochasticDepthConfig,
     return dict(slots=len(slots), skipping=skipping, blocks=blocks, masked_blocks=masked_blocks)
 
 
-__all__ = ['configure_stochastic_depth', 'stochastic_depth_slots', 'vit_block_fn', 'SKIPPING_BLOCKS', 'ViTBlock']
+__all__ = ['configure_stochastic_depth', 'stochastic_depth_slots', 'own_slots', 'vit_block_fn', 'SKIPPING_BLOCKS',
+           'ViTBlock']

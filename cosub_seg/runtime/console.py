@@ -20,6 +20,8 @@ from mmengine.logging import print_log
 from mmengine.registry import LOG_PROCESSORS, RUNNERS
 from mmengine.runner import LogProcessor, Runner
 
+from .sharded import ShardedRunnerMixin
+
 # Console records dropped: per-parameter optimiser settings (NoDecayOptimWrapperConstructor logs a summary) and
 # notices about MMEngine's and mmseg's internals that a user can do nothing about.
 DROPPED = (
@@ -108,9 +110,10 @@ class CompactLogProcessor(LogProcessor):
 
 
 @RUNNERS.register_module()
-class CosubRunner(Runner):
-    """MMEngine's Runner with a readable console (:class:`ConsoleSummaryFilter`); the log file is unchanged. The
-    tools build it unless a config names its own ``runner_type``."""
+class CosubRunner(ShardedRunnerMixin, Runner):
+    """MMEngine's Runner with a readable console (:class:`ConsoleSummaryFilter`; the log file is unchanged) that also
+    trains a sharded (FSDP) model (:class:`~cosub_seg.runtime.sharded.ShardedRunnerMixin`). The tools build it
+    unless a config names its own ``runner_type``."""
 
     def build_logger(self, log_level='INFO', log_file=None, **kwargs):
         logger = super().build_logger(log_level=log_level, log_file=log_file, **kwargs)

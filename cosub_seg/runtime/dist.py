@@ -2,7 +2,7 @@
 
 MMEngine's ``init_dist`` calls ``torch.cuda.set_device`` and fails on a CPU-only machine. Without CUDA we start a
 gloo process group ourselves before the Runner is built (the Runner then keeps it) and ask for a DDP wrapper without
-device ids; with CUDA nothing changes and MMEngine starts NCCL as usual.
+device ids (or keep a sharded run's FSDP wrapper); with CUDA nothing changes and MMEngine starts NCCL as usual.
 """
 import datetime
 import logging
@@ -15,6 +15,7 @@ import torch.distributed as dist
 from mmengine.config import Config
 
 from ..errors import ConfigError
+from .sharded import wants_fsdp
 
 
 def _slurm_env_to_torch_env() -> None:
@@ -44,7 +45,8 @@ def setup_distributed(cfg: Config, launcher: str) -> None:
         timeout = cfg.get('env_cfg', {}).get('dist_cfg', {}).get('timeout')
         kwargs = dict(timeout=datetime.timedelta(seconds=timeout)) if timeout else {}
         dist.init_process_group(backend='gloo', **kwargs)
-    cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False)
+    if not wants_fsdp(cfg):  # a sharded run keeps its wrapper (CosubRunner gives it the CPU as its device)
+        cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False)
     cfg.sync_bn = None
 
 

@@ -14,7 +14,7 @@ own tools build them from ``default_hooks``:
 * :class:`ProgressBarHook`: a progress bar over evaluation (``tools/test_seg.py`` adds it);
 * :class:`PredictionVisualizationHook`: mmseg's ``SegVisualizationHook`` without building the training set in a test;
 * :class:`StepEMAHook`: MMEngine's ``EMAHook``, updating the average once per optimiser step when gradients are
-  accumulated.
+  accumulated, and keeping a sharded average of a sharded (FSDP) model.
 """
 import math
 import re
@@ -33,6 +33,7 @@ from ..errors import ConfigError, TrainingStopped
 from ..progress import ThrottledProgressBar
 from .checked_data import SKIPPED_SAMPLES_KEY
 from .randomness import STEP_DOMAIN, derive_seed, seed_everything
+from .sharded import ShardedEMA, is_sharded
 
 
 
@@ -203,14 +204,17 @@ class CheckpointFitHook(Hook):
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         state = checkpoint.get('state_dict', checkpoint)
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        own = model.state_dict()
+        if hasattr(runner, 'state_shapes'):  # CosubRunner: the unsharded shapes of a sharded (FSDP) model too
+            own = runner.state_shapes()
+        else:
+            model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+            own = {key: value.shape for key, value in model.state_dict().items()}
         mismatched = []
         for key, value in state.items():
             name = re.sub(r'^module\.', '', key)
-            if (name in own and isinstance(value, torch.Tensor) and value.shape != own[name].shape
+            if (name in own and isinstance(value, torch.Tensor) and value.shape != own[name]
                     and not any(re.search(pattern, name) for pattern in self.ignore_keys)):
-                mismatched.append((name, tuple(value.shape), tuple(own[name].shape)))
+                mismatched.append((name, tuple(value.shape), tuple(own[name])))
         if not mismatched:
             return
         source = runner.cfg.get('load_from') or 'the checkpoint being loaded'
@@ -313,10 +317,63 @@ class StepEMAHook(EMAHook):
     """MMEngine's ``EMAHook`` (same arguments, same checkpoint entries), but with gradient accumulation
     (``optim_wrapper.accumulative_counts = k``) it updates the average only after the iterations where the optimiser
     stepped. MMEngine's updates after every iteration, so with k = 2 it would average each set of weights twice
-    (the second time unchanged) and halve the horizon its momentum was chosen for (DeiT's 0.99996 per step)."""
+    (the second time unchanged) and halve the horizon its momentum was chosen for (DeiT's 0.99996 per step).
+
+    With a sharded model (FSDP, ``runtime/sharded.py``) the average is a :class:`~cosub_seg.runtime.sharded.ShardedEMA`
+    (each process averages its own shard; MMEngine's would deep-copy the wrapped module), with the same arithmetic and
+    the same checkpoint entries: the runner gathers it on every process through :meth:`gather_checkpoint` before the
+    main process writes the file."""
+
+    def before_run(self, runner) -> None:
+        if not is_sharded(runner.model):
+            self.sharded = None
+            return super().before_run(runner)
+        cfg = dict(self.ema_cfg)
+        if cfg.pop('type') != 'ExponentialMovingAverage' or set(cfg) - {'momentum', 'interval', 'update_buffers'}:
+            raise ConfigError('a sharded (FSDP) run averages weights with ExponentialMovingAverage(momentum, '
+                              f'interval, update_buffers) only; the EMA hook has {self.ema_cfg}')
+        self.sharded = ShardedEMA(runner.model, **cfg)
+        self._gathered = None
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs: Optional[dict] = None) -> None:
         wrapper = runner.optim_wrapper
         if getattr(wrapper, '_accumulative_counts', 1) > 1 and not wrapper.should_update():
             return  # the gradients were only accumulated: the weights did not change
-        super().after_train_iter(runner, batch_idx, data_batch, outputs)
+        if self.sharded is None:
+            return super().after_train_iter(runner, batch_idx, data_batch, outputs)
+        if self._ema_started(runner):
+            self.sharded.update()
+        else:
+            self.sharded.copy_from_model()
+
+    def _swap_ema_parameters(self) -> None:
+        if self.sharded is None:
+            return super()._swap_ema_parameters()
+        self.sharded.swap()
+
+    def gather_checkpoint(self, runner) -> None:
+        """Called by the runner on every process before a sharded model's checkpoint is written: gathers the full
+        average (a collective), which :meth:`before_save_checkpoint` then puts in the file."""
+        if self.sharded is not None:
+            self._gathered = self.sharded.gather()
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        if self.sharded is None:
+            return super().before_save_checkpoint(runner, checkpoint)
+        if self._gathered is None:
+            raise RuntimeError('a sharded model\'s checkpoint is written by CosubRunner, which gathers the average '
+                               'first')
+        checkpoint['ema_state_dict'], self._gathered = self._gathered, None
+        # As MMEngine's: the average goes under state_dict (what a deployment loads), the raw weights under
+        # ema_state_dict.
+        self._swap_ema_state_dict(checkpoint)
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        if self.sharded is None:
+            return super().after_load_checkpoint(runner, checkpoint)
+        if 'ema_state_dict' in checkpoint and runner._resume:
+            self._swap_ema_state_dict(checkpoint)  # the file holds the average under state_dict, as MMEngine's
+            self.sharded.load(checkpoint['ema_state_dict'])
+        else:
+            # The average starts from the checkpoint's weights: loaded into the model just after this hook.
+            self.sharded.steps = 0

@@ -17,6 +17,7 @@ from .checkpointing import find_resumable_checkpoint
 from .console import build_runner
 from .dist import setup_distributed, teardown_distributed
 from .preemption import TrainingPreempted, preempted_marker
+from .sharded import DEFAULT_FSDP_CFG, FSDP_WRAPPER, wants_fsdp
 from .split_checks import check_split_configs
 
 
@@ -34,6 +35,9 @@ def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="torch.compile the model (MMEngine's compile=True); when stochastic depth skips rows, "
                         'pair it with static shapes: model.stochastic_depth.sampling=fixed (pretraining), '
                         'model.backbone.stochastic_depth.sampling=fixed (segmentation)')
+    parser.add_argument('--fsdp', action='store_true',
+                        help='shard weights, gradients and optimiser state across the processes (FSDP, each residual '
+                        'block a unit; with --launcher pytorch or slurm); checkpoints stay whole files')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the learning rate by (total batch / auto_scale_lr.base_batch_size)')
     parser.add_argument('--tensorboard', action='store_true',
@@ -60,6 +64,20 @@ def apply_amp(cfg: Config, dtype=None) -> None:
             raise ConfigError('--amp-dtype float16 needs a GPU (loss scaling); use bfloat16 on a CPU')
         wrapper.type = 'AutocastOptimWrapper'
         wrapper.dtype = 'bfloat16'
+
+
+def apply_fsdp(cfg: Config, launcher: str) -> None:
+    """``--fsdp``: the config's model wrapper becomes MMEngine's ``MMFullyShardedDataParallel`` with every residual
+    block a unit (``runtime/sharded.py``), unless the config already asks for FSDP with settings of its own."""
+    if wants_fsdp(cfg):
+        return
+    if cfg.get('model_wrapper_cfg'):
+        raise ConfigError(f'--fsdp: the config already sets model_wrapper_cfg={cfg.model_wrapper_cfg}; remove it, or '
+                          f'set type={FSDP_WRAPPER!r} there instead of --fsdp')
+    if launcher == 'none':
+        print_log('--fsdp with one process (--launcher none): there is nothing to shard, the model is not wrapped',
+                  logger='current', level=30)
+    cfg.model_wrapper_cfg = dict(DEFAULT_FSDP_CFG)
 
 
 def enable_tensorboard(cfg: Config) -> None:
@@ -235,6 +253,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         cfg.compile = True
     if args.tensorboard:
         enable_tensorboard(cfg)
+    if args.fsdp:
+        apply_fsdp(cfg, args.launcher)
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
     marker = preempted_marker(cfg.work_dir) if args.resume is None else None

@@ -255,37 +255,46 @@ class PreemptionHook(Hook):
         return bool(value.item())
 
     @staticmethod
+    def _all(flag: bool) -> bool:
+        """Whether every process has ``flag`` set."""
+        if get_dist_info()[1] == 1:
+            return flag
+        value = torch.tensor([int(flag)], dtype=torch.int32)
+        all_reduce(value, op='min')
+        return bool(value.item())
+
+    @staticmethod
     def _checkpoint_hook(runner) -> Optional[CheckpointHook]:
         return next((h for h in runner.hooks if isinstance(h, CheckpointHook)), None)
 
     def _save(self, runner, step: int) -> str:
-        """Writes ``iter_<step>.pth`` (every process takes part; the main process writes) and returns its path;
-        raises on every process if the save failed."""
+        """Writes ``iter_<step>.pth`` (every process takes part: a sharded model is gathered by all of them; the main
+        process writes) and returns its path; raises on every process if the save failed."""
         ckpt_hook = self._checkpoint_hook(runner)
         out_dir = str(getattr(ckpt_hook, 'out_dir', None) or runner.work_dir)
         filename = f'iter_{step}.pth'
         path = osp.join(out_dir, filename)
         already_saved = str(runner.message_hub.get_info('last_ckpt', None)) == path
+        # Written at this iteration already (by the checkpoint hook, every process knows) and complete (the main
+        # process checks): every process skips the save, or none does.
+        if self._all(already_saved and (not is_main_process() or is_complete_checkpoint(path))):
+            runner.logger.info(f'{path} was written at this iteration already')
+            return path
         error = None
-        if is_main_process():
-            try:
-                if already_saved and is_complete_checkpoint(path):
-                    runner.logger.info(f'{path} was written at this iteration already')
-                else:
-                    self._write(runner, ckpt_hook, out_dir, filename, path, step)
-            except Exception as err:  # noqa: BLE001  reported on every process below
-                error = err
-        ok = torch.tensor([0 if error is not None else 1], dtype=torch.int32)
-        if get_dist_info()[1] > 1:
-            all_reduce(ok, op='min')
-        if error is not None:
-            raise error
-        if not ok.item():
-            raise RuntimeError(f'the preemption checkpoint {path} could not be written by the main process (see its '
-                               'log); training stops without it')
+        try:
+            self._write(runner, ckpt_hook, out_dir, filename, path, step)
+        except Exception as err:  # noqa: BLE001  reported on every process below
+            error = err
+        if not self._all(error is None):
+            if error is not None:
+                raise error
+            raise RuntimeError(f'the preemption checkpoint {path} could not be written (another process failed: '
+                               'see the main process\'s log); training stops without it')
         return path
 
     def _write(self, runner, ckpt_hook, out_dir: str, filename: str, path: str, step: int) -> None:
+        """Every process: the Runner's save_checkpoint (which writes on the main process only); the main process
+        then points ``last_checkpoint`` at the file."""
         backend_args = getattr(ckpt_hook, 'backend_args', None)
         if not backend_args or backend_args.get('backend') in (None, 'local', 'atomic_local'):
             backend_args = dict(backend='atomic_local')
@@ -298,6 +307,8 @@ class PreemptionHook(Hook):
             # The epoch in progress: a resume continues inside it (ExactResumeHook), as from a by_epoch=False
             # checkpoint of the checkpoint hook.
             meta=dict(epoch=runner.epoch, iter=step), by_epoch=False, backend_args=backend_args)
+        if not is_main_process():
+            return
         atomic_write(osp.join(runner.work_dir, 'last_checkpoint'), path.encode())
         # Preempted again before a regular checkpoint superseded the previous preemption checkpoint: this one does.
         old, self._pending_removal = self._pending_removal, None
