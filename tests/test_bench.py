@@ -194,3 +194,25 @@ def test_inference_reports_the_three_paths_and_their_agreement(tmp_path):
     for row in rows:
         assert row['speedup_vs_eager'] == ratio(row['img_s'], eager['img_s'])
     assert rows[2]['max_abs_diff'] <= 1e-4 and rows[2]['pixel_agreement'] >= 0.999 and rows[2]['onnx_dynamic_size']
+
+
+@pytest.mark.slow
+def test_fsdp_memory_reports_each_process_holding_half_of_ddps_state(tmp_path, capsys):
+    """bench/fsdp_memory.py on a tiny ViT: two real 2-process jobs. DDP's weights equal the model's parameter count
+    x 4 bytes (worked out here from the model), AdamW's moments twice that; each FSDP process holds half of it."""
+    from bench import fsdp_memory
+    from cosub_seg.models.classifier import CosubClassifier
+    out = tmp_path / 'fsdp.json'
+    fsdp_memory.main(['--arch', 'vit_tiny_patch16_224', '--batch', '1', '--steps', '1', '--out', str(out)])
+    rows = {row['variant']: row for row in read(out)}
+    assert sorted(rows) == ['ddp rank 0', 'ddp rank 1', 'fsdp rank 0', 'fsdp rank 1']
+    model = CosubClassifier('vit_tiny_patch16_224', num_classes=1000, stochastic_depth=dict(rate=0.1))
+    numel = sum(p.numel() for p in model.parameters())
+    mib = numel * 4 / 2**20
+    for rank in (0, 1):
+        ddp, fsdp = rows[f'ddp rank {rank}'], rows[f'fsdp rank {rank}']
+        assert ddp['params_MiB'] == round(mib) and ddp['grads_MiB'] == round(mib)
+        assert ddp['optimizer_MiB'] == round(2 * mib)
+        assert abs(fsdp['params_MiB'] - mib / 2) <= 1 and abs(fsdp['optimizer_MiB'] - mib) <= 1
+        assert fsdp['held_vs_ddp'] == pytest.approx(0.5, abs=0.02) and ddp['held_vs_ddp'] == pytest.approx(1, abs=1e-3)
+    assert 'held_vs_ddp' in capsys.readouterr().out

@@ -9,7 +9,8 @@
 # needs no activation checkpointing; model.grad_checkpointing=True brings the peak to 13.3 GiB (for 40 GB cards or
 # larger batches, at about 1.3x the step time). The 'fixed' draws below matter: Bernoulli draws mask on a GPU and
 # keep every row's activations. 64 per GPU x 32 GPUs = 2048; on 16 GPUs keep the global batch with
-# optim_wrapper.accumulative_counts=2.
+# optim_wrapper.accumulative_counts=2. --fsdp (tools/dist_pretrain.sh ... --fsdp) shards the 9.4 GiB of weights, LAMB's
+# moments and EMA across the processes (1/N each; docs/scale.md).
 _base_ = [
     '../_base_/models/cosub_classifier.py',
     '../_base_/datasets/imagenet_3aug_160.py',
