@@ -24,7 +24,7 @@ from cosub_seg.models.classifier import CosubClassifier
 from cosub_seg.runtime.launch import add_train_args, apply_fsdp
 from cosub_seg.runtime.sharded import DEFAULT_FSDP_CFG, ShardedEMA, clean_key, residual_block_wrap_policy
 
-from helpers import ROOT, digits_options, scalars
+from helpers import ROOT, digits_options, scalars, seg_options
 from test_runtime_preemption import PREEMPTED_EXIT_STATUS, finish, load, signal_when_ready, start
 from test_stochastic_depth import FAMILIES
 
@@ -88,6 +88,7 @@ def test_wrapped_names_are_the_modules_own():
 # ---- 2 gloo processes ---------------------------------------------------------------------------------------------
 
 PRETRAIN = 'configs/pretrain/cosub_deit3-tiny_digits.py'
+SEG = 'configs/seg/upernet_cosub-deit3-tiny_digitscenes.py'
 # The tiny recipe has no EMA; the runs here keep one that moves (DeiT's momentum would leave it at the start).
 BODY = ("custom_hooks = [dict(type='StepEMAHook', momentum=0.01, update_buffers=True, priority='ABOVE_NORMAL')]\n"
         "env_cfg = dict(dist_cfg=dict(timeout=60))\n")
@@ -173,7 +174,7 @@ def test_fsdp_on_two_processes_matches_ddp_resumes_exactly_and_hands_over_to_seg
 
     # Hand-off: the segmentation backbone loads the sharded run's checkpoint (its averaged weights).
     from mmseg.registry import MODELS  # the segmentation backbone's registry
-    seg = Config.fromfile(osp.join(ROOT, 'configs/seg/upernet_cosub-deit3-tiny_digitscenes.py'))
+    seg = Config.fromfile(osp.join(ROOT, SEG))
     backbone_cfg = dict(seg.model.backbone, init_cfg=dict(type='Pretrained', checkpoint=osp.join(fsdp,
                                                                                                   'epoch_2.pth')))
     backbone = MODELS.build(backbone_cfg)
@@ -183,3 +184,22 @@ def test_fsdp_on_two_processes_matches_ddp_resumes_exactly_and_hands_over_to_seg
     compared = [k for k in own if k in averaged and own[k].shape == averaged[k].shape]
     assert 'blocks.0.attn.qkv.weight' in compared and len(compared) > 20
     assert all(torch.equal(own[k], averaged[k]) for k in compared)
+
+    # UperNet fine-tuning from it, sharded (the decode and auxiliary heads are called through loss() / predict(),
+    # so their layers are the units) and not: the same losses and weights.
+    from cosub_seg.datasets.digit_scenes import write_digit_scenes
+    scenes = str(tmp_path / 'scenes')
+    write_digit_scenes(scenes, num_train=8, num_val=2)
+    seg_opts = seg_options(scenes, checkpoint=osp.join(fsdp, 'epoch_2.pth'), iters=3) + [
+        'randomness.deterministic=True', 'randomness.seed=3']
+    runs = {}
+    for name, extra, port in (('seg_ddp', (), 29576), ('seg_fsdp', ('--fsdp', ), 29577)):
+        work_dir = str(tmp_path / name)
+        code, log = finish(start(['bash', 'tools/dist_train_seg.sh', SEG, '2', '--work-dir', work_dir, *extra,
+                                  '--cfg-options', *seg_opts], env=dict(PYTHON=sys.executable, PORT=str(port))))
+        assert code == 0, log[-6000:]
+        runs[name] = (losses(work_dir), load(osp.join(work_dir, 'iter_3.pth')))
+    (ddp_seg, ddp_file), (fsdp_seg, fsdp_file) = runs['seg_ddp'], runs['seg_fsdp']
+    assert [s for s, _ in ddp_seg] == [s for s, _ in fsdp_seg] == [1, 2, 3]
+    assert all(abs(a - b) < 1e-4 for (_, a), (_, b) in zip(ddp_seg, fsdp_seg)), (ddp_seg, fsdp_seg)
+    assert max_difference(ddp_file['state_dict'], fsdp_file['state_dict']) < 1e-5

@@ -13,8 +13,8 @@ final name, and MMEngine's ``EMAHook`` deep-copies the wrapped module. The Runne
 in four places, which :class:`cosub_seg.runtime.console.CosubRunner` overrides when the model is sharded:
 ``save_checkpoint`` (``@master_only``: the gather below is a collective every process must join),
 ``load_checkpoint`` (the model and optimiser states are loaded through FSDP), ``_init_model_weights``
-(``init_weights`` runs on the full weights, :func:`full_weights`) and the gradient clipping of the optimiser wrapper
-(the norm over all shards).
+(``init_weights`` runs before the model is sharded) and ``build_optim_wrapper`` (the constructors see full shapes;
+gradient clipping by the norm over all shards).
 
 Checkpoints are **consolidated**: the same file a DDP run writes (``state_dict`` with the model's own keys,
 ``optimizer`` keyed by parameter names, ``ema_state_dict``), written once by the main process through the atomic
@@ -23,16 +23,17 @@ another number of processes unchanged (FSDP re-shards the optimiser state on loa
 process holds the full model and optimiser state in CPU memory while saving (ViT-H/14: about 7.5 GB); sharded
 files (one per process, each tied to its world size) would save that, and would need a multi-file atomic commit.
 """
+import copy
 import functools
 import logging
 import re
-from collections import OrderedDict
 from contextlib import contextmanager
+from collections import OrderedDict
 from typing import Dict, FrozenSet, Iterator, List, Optional
 
 import torch
-import torch.distributed as dist
 import torch.nn as nn
+from mmengine.dist import broadcast
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
@@ -54,9 +55,9 @@ DEFAULT_FSDP_CFG = dict(type=FSDP_WRAPPER, auto_wrap_policy='residual_block_wrap
 def residual_block_wrap_policy(module: nn.Module, recurse: bool, nonwrapped_numel: int,
                                top: FrozenSet[int] = frozenset()) -> bool:
     """FSDP auto-wrap policy: a module holding a stochastic-depth slot (a residual block of any of the six families,
-    the blocks activation checkpointing recomputes) becomes an FSDP unit, and so does each child of the model with
-    parameters left (``top``: their ``id``; CosubRunner fills it in), e.g. the backbone's embeddings and norms, the
-    decode head.
+    the blocks activation checkpointing recomputes) becomes an FSDP unit, and so does each module of ``top`` (their
+    ``id``s; CosubRunner fills it in with :func:`top_units`) with parameters left, e.g. the backbone's embeddings
+    and norms, the decode head's convolutions.
 
     The root unit is then left without parameters of its own. That matters: FSDP keeps the root's full weights after
     a forward pass, expecting a backward pass, and a write to its shards after a forward without one (the average
@@ -64,6 +65,20 @@ def residual_block_wrap_policy(module: nn.Module, recurse: bool, nonwrapped_nume
     if recurse:
         return True
     return bool(own_slots(module)) or (id(module) in top and nonwrapped_numel > 0)
+
+
+def top_units(model: nn.Module) -> List[nn.Module]:
+    """The modules :func:`residual_block_wrap_policy` makes units besides the blocks: each child of the model, but
+    for a head its segmentor calls through ``loss()`` / ``predict()`` (mmseg's decode heads), not ``forward()``, which
+    FSDP does not see: there, each module of the head holding weights of its own (its convolutions and norms,
+    called through their forward)."""
+    units = []
+    for child in model.children():
+        if callable(getattr(child, 'loss', None)):
+            units += [m for m in child.modules() if any(True for _ in m.parameters(recurse=False))]
+        else:
+            units.append(child)
+    return units
 
 
 def is_sharded(model: nn.Module) -> bool:
@@ -140,26 +155,19 @@ def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, sta
 
 
 def gather_model_state_keys(model: nn.Module) -> List[str]:
-    """The state-dict keys of the unwrapped model, without gathering anything."""
-    keys = [name for name, _ in model.named_parameters()] + [name for name, _ in model.named_buffers()]
+    """The state-dict keys of the unwrapped model, without gathering anything: its parameters and its persistent
+    buffers (a data preprocessor's mean and std are not saved)."""
+    keys = [name for name, _ in model.named_parameters()]
+    for prefix, module in model.named_modules():
+        transient = getattr(module, '_non_persistent_buffers_set', set())
+        keys += [f'{prefix}.{name}' if prefix else name for name, _ in module.named_buffers(recurse=False)
+                 if name not in transient]
     return [clean_key(name) for name in keys]
 
 
 def clean_key(name: str) -> str:
     """A parameter name of the wrapped model as the unwrapped model names it."""
     return name.replace('_fsdp_wrapped_module.', '').replace('_checkpoint_wrapped_module.', '')
-
-
-@contextmanager
-def full_weights(model: nn.Module) -> Iterator[nn.Module]:
-    """The unwrapped module with its full weights, writable: changes are written back to every process's shard on
-    leaving. The main process's weights are broadcast first on leaving, so a random initialisation that differed
-    between processes cannot leave a model made of several."""
-    with FullyShardedDataParallel.summon_full_params(model, writeback=True, recurse=True):
-        yield model.module
-        if dist.is_initialized() and dist.get_world_size() > 1:
-            for tensor in list(model.module.parameters()) + list(model.module.buffers()):
-                dist.broadcast(tensor.data, src=0)
 
 
 class ShardedEMA:
@@ -244,6 +252,23 @@ def use_sharded_grad_clipping(optim_wrapper, model: nn.Module) -> None:
         optim_wrapper.clip_func = clip
 
 
+@contextmanager
+def _units_unwrapped(model: nn.Module) -> Iterator[None]:
+    """Puts each FSDP unit's module in its wrapper's place for a while, so that ``model.module`` names its
+    parameters (the same objects) as the unwrapped model does."""
+    swapped = []
+    for parent in list(model.module.modules()):
+        for name, child in list(parent._modules.items()):
+            if isinstance(child, FullyShardedDataParallel):
+                parent._modules[name] = child.module
+                swapped.append((parent, name, child))
+    try:
+        yield
+    finally:
+        for parent, name, child in reversed(swapped):
+            parent._modules[name] = child
+
+
 class _GatheredModel(nn.Module):
     """Stands for a sharded model while the Runner's ``save_checkpoint`` builds the file: its ``state_dict()`` is the
     consolidated state gathered beforehand (the real one would start a collective on the main process alone)."""
@@ -262,6 +287,7 @@ class ShardedRunnerMixin:
 
     _gathered_optimizer: Optional[dict] = None
     _unsharded_shapes: Optional[Dict[str, torch.Size]] = None
+    _model_to_initialise: Optional[nn.Module] = None
 
     def wrap_model(self, model_wrapper_cfg, model):
         if model_wrapper_cfg is None or model_wrapper_cfg.get('type') != FSDP_WRAPPER or not self.distributed:
@@ -269,11 +295,15 @@ class ShardedRunnerMixin:
         self._unsharded_shapes = {key: value.shape for key, value in model.state_dict().items()}
         model_wrapper_cfg = dict(model_wrapper_cfg)
         if model_wrapper_cfg.get('auto_wrap_policy') == 'residual_block_wrap_policy':
-            model_wrapper_cfg['auto_wrap_policy'] = functools.partial(
-                residual_block_wrap_policy, top=frozenset(id(child) for child in model.children()))
+            model_wrapper_cfg['auto_wrap_policy'] = functools.partial(residual_block_wrap_policy,
+                                                                      top=frozenset(map(id, top_units(model))))
         if 'device_id' not in model_wrapper_cfg:
             model_wrapper_cfg['device_id'] = (torch.device('cuda', torch.cuda.current_device())
                                               if torch.cuda.is_available() else torch.device('cpu'))
+        # MMEngine's initialisers call module.apply, which a sharded unit refuses inside a gather of the full weights:
+        # _init_model_weights initialises this unsharded copy (on the CPU, where the model is built) instead, at the
+        # point of the run where the Runner initialises an unsharded model, so both draw the same random numbers.
+        self._model_to_initialise = copy.deepcopy(model) if hasattr(model, 'init_weights') else None
         wrapped = super().wrap_model(model_wrapper_cfg, model)
         total = sum(shape.numel() for key, shape in self._unsharded_shapes.items()
                     if not key.endswith('num_batches_tracked'))
@@ -292,16 +322,23 @@ class ShardedRunnerMixin:
     def _init_model_weights(self) -> None:
         if not is_sharded(self.model):
             return super()._init_model_weights()
-        with full_weights(self.model) as model:
-            if hasattr(model, 'init_weights'):
-                model.init_weights()
+        model, self._model_to_initialise = self._model_to_initialise, None
+        if model is None:
+            return
+        model.init_weights()
+        state = model.state_dict()
+        for tensor in state.values():  # the main process's weights, as MMEngine's Runner does after initialising
+            broadcast(tensor)
+        load_model_state(self.model, state, strict=True)
 
     def build_optim_wrapper(self, optim_wrapper):
         if not is_sharded(self.model) or isinstance(optim_wrapper, OptimWrapper):
             return super().build_optim_wrapper(optim_wrapper)
         # The constructors decide weight decay by a parameter's shape (1-D: none), and a sharded parameter is a 1-D
-        # slice: they see the full weights (the same Parameter objects, use_orig_params) while they group them.
-        with FullyShardedDataParallel.summon_full_params(self.model, writeback=False):
+        # slice; they place parameters by name (layer-wise lr decay, custom_keys), and a unit inserts its wrapper
+        # into the names. They see the full weights (the same Parameter objects, use_orig_params) under the model's
+        # own names while they group them.
+        with FullyShardedDataParallel.summon_full_params(self.model, writeback=False), _units_unwrapped(self.model):
             wrapper = super().build_optim_wrapper(optim_wrapper)
         if isinstance(wrapper, OptimWrapper):
             if isinstance(wrapper, AmpOptimWrapper) and wrapper.cast_dtype in (None, torch.float16):
@@ -360,6 +397,6 @@ class ShardedRunnerMixin:
         return checkpoint
 
 
-__all__ = ['FSDP_WRAPPER', 'DEFAULT_FSDP_CFG', 'residual_block_wrap_policy', 'is_sharded', 'wants_fsdp',
+__all__ = ['FSDP_WRAPPER', 'DEFAULT_FSDP_CFG', 'residual_block_wrap_policy', 'top_units', 'is_sharded', 'wants_fsdp',
            'gather_model_state', 'gather_optimizer_state', 'load_model_state', 'load_optimizer_state', 'clean_key',
-           'full_weights', 'ShardedEMA', 'use_sharded_grad_clipping', 'ShardedRunnerMixin']
+           'ShardedEMA', 'use_sharded_grad_clipping', 'ShardedRunnerMixin']
