@@ -53,6 +53,121 @@ def python():
     return sys.executable
 
 
+def _will_run(session, fixture):
+    """Whether a test of this session that is not skipped by a mark uses ``fixture``."""
+    return any(fixture in getattr(item, 'fixturenames', ()) and not item.get_closest_marker('skip')
+               for item in session.items)
+
+
+# tools/pipeline.py as tests/test_tools_pipeline.py runs it: the digits pretraining and the digit-scenes fine-tuning.
+PIPELINE_PRETRAIN_CONFIG = 'configs/pretrain/cosub_deit3-tiny_digits.py'
+PIPELINE_SEG_CONFIG = 'configs/seg/upernet_cosub-deit3-tiny_digitscenes.py'
+
+
+@pytest.fixture(scope='session')
+def short_pipeline_run(digits_root, tmp_path_factory, python):
+    """tools/pipeline.py with fine-tuning shorter than mmseg's logger interval (test_tools_pipeline.py's
+    test_a_run_shorter_than_the_logger_interval_still_writes_its_report): 8 training and 2 validation scenes,
+    2 iterations, 1 overlay, --no-probes, --no-onnx. Started in the background (``pipeline_run`` starts it first, so
+    that its stages, one process each and mostly on one core, overlap with the long run's on a two-core machine);
+    ``result()`` waits for it, checks its exit status as ``run_tool`` does and returns the finished process."""
+    import subprocess
+
+    from cosub_seg.datasets.digit_scenes import write_digit_scenes
+    from helpers import ROOT as REPO, digits_options, seg_options
+
+    root = tmp_path_factory.mktemp('short_pipeline')
+    scenes, work_dir = str(root / 'scenes'), str(root / 'short')
+    write_digit_scenes(scenes, num_train=8, num_val=2)
+    options = [o for o in seg_options(scenes, iters=2) if not o.startswith('default_hooks.logger')]
+    args = [python, 'tools/pipeline.py', PIPELINE_PRETRAIN_CONFIG, PIPELINE_SEG_CONFIG, '--work-dir', work_dir,
+            '--num-overlays', '1', '--no-probes', '--no-onnx',
+            '--pretrain-options', *digits_options(digits_root, epochs=1), '--seg-options', *options]
+    # Its output goes to files: a pipe nobody reads until the test runs would stop it once full.
+    with open(root / 'stdout.txt', 'w') as stdout, open(root / 'stderr.txt', 'w') as stderr:
+        proc = subprocess.Popen(args, cwd=REPO, stdout=stdout, stderr=stderr, text=True)
+    finished = []
+
+    def result(timeout=900):
+        if not finished:
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                raise
+            out, err = (open(root / name).read() for name in ('stdout.txt', 'stderr.txt'))
+            finished.append(subprocess.CompletedProcess(args, proc.returncode, out, err))
+        done = finished[0]
+        if done.returncode != 0:
+            raise AssertionError(f'{args} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}')
+        return done
+
+    yield dict(work_dir=work_dir, scenes=scenes, result=result)
+    if proc.poll() is None:  # its test did not run to the end: stop it
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope='session')
+def pipeline_run(request, digits_root, tmp_path_factory, python):
+    """tools/pipeline.py end to end on the digits at a tiny budget (2 iterations of fine-tuning on 16 digit scenes,
+    4 validation scenes, 2 overlays, the random-initialisation comparison, TensorBoard, the ONNX stage), once per
+    session (~2.5 min on two cores): tests/test_tools_pipeline.py checks it, and tests/test_inference.py takes its
+    exported model folder and model.onnx when the session runs both (``demo_segmentor_export``). Where the session
+    runs ``short_pipeline_run`` too, that run is started first and goes on beside this one."""
+    import json
+
+    from cosub_seg.datasets.digit_scenes import write_digit_scenes
+    from helpers import digits_options, run_tool, seg_options
+
+    if _will_run(request.session, 'short_pipeline_run'):
+        request.getfixturevalue('short_pipeline_run')
+    scenes = str(tmp_path_factory.mktemp('scenes'))
+    write_digit_scenes(scenes, num_train=16, num_val=4)
+    work_dir = str(tmp_path_factory.mktemp('pipeline'))
+    proc = run_tool([python, 'tools/pipeline.py', PIPELINE_PRETRAIN_CONFIG, PIPELINE_SEG_CONFIG,
+                     '--work-dir', work_dir, '--tensorboard', '--num-overlays', '2', '--compare-random-init',
+                     '--pretrain-options', *digits_options(digits_root, epochs=1),
+                     '--seg-options', *seg_options(scenes, iters=2)])
+    with open(os.path.join(work_dir, 'report.json')) as f:
+        report = json.load(f)
+    return dict(work_dir=work_dir, scenes=scenes, report=report, stdout=proc.stdout)
+
+
+@pytest.fixture(scope='session')
+def demo_segmentor_export(request, tmp_path_factory):
+    """The demo segmentor (configs/seg/upernet_cosub-deit3-tiny_digitscenes.py) exported: its mmseg files
+    (``config``, ``checkpoint``), its model folder (``folder``) with model.onnx (``onnx``: export_onnx's entry), and
+    ``model``, the PyTorch model of the mmseg files (eval mode), for tests/test_inference.py.
+
+    One ONNX export per session: where the session also runs the pipeline's tests (``make test``), this is the
+    segmentor ``pipeline_run`` fine-tuned and exported, model.onnx written by the pipeline's ONNX stage with
+    ``export_onnx``'s defaults (``model`` then loaded from the mmseg files by mmseg's ``init_model``); otherwise
+    (``make test-fast``, tests/test_inference.py alone) the demo segmentor with random weights and non-trivial
+    batch-norm statistics (``helpers.export_demo_segmentor``), exported here by ``export_onnx`` (~40 s on two
+    cores)."""
+    from cosub_seg.convert import export_onnx
+    from cosub_seg.inference.model_folder import CONFIG_NAME, ONNX_NAME, read_model_folder
+    from helpers import export_demo_segmentor
+
+    if not _will_run(request.session, 'pipeline_run'):
+        paths = export_demo_segmentor(str(tmp_path_factory.mktemp('demo_segmentor')))
+        paths['onnx'] = export_onnx(paths['folder'])
+        return paths
+    from mmseg.apis import init_model
+
+    run = request.getfixturevalue('pipeline_run')
+    exports = run['report']['exports']['segmentor']
+    paths = {key: os.path.join(run['work_dir'], exports[key]) for key in ('config', 'checkpoint', 'folder')}
+    assert run['report']['onnx']['status'] == 'done', run['report']['onnx']
+    info = read_model_folder(paths['folder'])
+    paths['onnx'] = dict(onnx=info.file(ONNX_NAME), model_config=os.path.join(info.path, CONFIG_NAME),
+                         **info.config['files'][ONNX_NAME])
+    paths['model'] = init_model(paths['config'], paths['checkpoint'], device='cpu').eval()
+    return paths
+
+
 NO_CUDA = 'needs CUDA: torch.cuda.is_available() is False'
 
 

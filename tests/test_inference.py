@@ -1,11 +1,13 @@
 """cosub_seg/inference/ (Segmenter, the model folder, image reading) and the ONNX export of cosub_seg/convert.py
-(``export_onnx``), on the demo segmentor with random weights, exported once for the module: ONNX Runtime's logits
-against PyTorch's at two input sizes; ``predict`` against mmseg's ``inference_model`` on the same exported model and
-image (whole and slide); ``backend_agreement`` against the same comparison made here; the ONNX path imported and
-run in a process where mmcv, mmseg, MMEngine, torch and timm cannot be imported; the model folder's checks (missing,
-changed or foreign files) and the bad images (truncated, not an image, grey, RGBA, 16-bit). Fast (one ONNX export,
-~70 s in all on two cores) + 6 slow (the dynamic export of every backbone family) + 1 gpu (the torch backend on
-CUDA)."""
+(``export_onnx``), on the demo segmentor exported once per session (conftest.py's ``demo_segmentor_export``: the
+one tests/test_tools_pipeline.py's pipeline run fine-tunes and exports where the session runs that file too, as
+`make test` does; else the demo segmentor with random weights): ONNX Runtime's logits against PyTorch's at two input
+sizes; ``predict`` against mmseg's ``inference_model`` on the same exported model and image (whole and slide);
+``backend_agreement`` against the same comparison made here; the ONNX path imported and run in a process where mmcv,
+mmseg, MMEngine, torch and timm cannot be imported; the model folder's checks (missing, changed or foreign files) and
+the bad images (truncated, not an image, grey, RGBA, 16-bit). Fast (one ONNX export, ~70 s in all on two cores when
+the file runs without the pipeline's tests) + 6 slow (the dynamic export of every backbone family) + 1 gpu (the torch
+backend on CUDA)."""
 import json
 import os
 import os.path as osp
@@ -25,8 +27,6 @@ from cosub_seg.inference import ImageConversionWarning, Segmenter, list_images, 
 from cosub_seg.inference.model_folder import CONFIG_NAME, ONNX_NAME, WEIGHTS_NAME, read_model_folder
 from cosub_seg.inference.segmenter import slide_windows
 
-from helpers import export_demo_segmentor
-
 pytest.importorskip('onnxruntime')
 
 
@@ -42,16 +42,13 @@ def _scene(height, width, seed=0):
 
 
 @pytest.fixture(scope='module')
-def exported(tmp_path_factory):
-    """The demo segmentor exported (mmseg files + model folder) and its model.onnx, and a JPEG scene."""
-    from cosub_seg.convert import export_onnx
-    tmp = tmp_path_factory.mktemp('inference')
-    paths = export_demo_segmentor(str(tmp))
-    paths['onnx'] = export_onnx(paths['folder'])
-    image = str(tmp / 'scene.jpg')
+def exported(demo_segmentor_export, tmp_path_factory):
+    """The demo segmentor exported (mmseg files + model folder), its model.onnx and PyTorch model (conftest.py's
+    ``demo_segmentor_export``: the segmentor tests/test_tools_pipeline.py's pipeline run exports where the session
+    runs it too, else random weights exported here), and a JPEG scene."""
+    image = str(tmp_path_factory.mktemp('inference') / 'scene.jpg')
     cv2.imwrite(image, _scene(96, 160)[:, :, ::-1])
-    paths['image'] = image
-    return paths
+    return dict(demo_segmentor_export, image=image)
 
 
 def _torch_logits(model, x):

@@ -14,13 +14,11 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 from cosub_seg.cli.pipeline import read_test_metrics
-from cosub_seg.datasets.digit_scenes import write_digit_scenes
 from cosub_seg.registry import MODELS
 
-from helpers import digits_options, png_size, run_tool, scalars, seg_options, own_prediction
+from helpers import png_size, scalars, own_prediction
 
-PRETRAIN_CONFIG = 'configs/pretrain/cosub_deit3-tiny_digits.py'
-SEG_CONFIG = 'configs/seg/upernet_cosub-deit3-tiny_digitscenes.py'
+SEG_CONFIG = 'configs/seg/upernet_cosub-deit3-tiny_digitscenes.py'  # conftest.py's PIPELINE_SEG_CONFIG
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 REPORT_KEYS = {'headline', 'top1', 'top5', 'top1_at_epoch', 'mIoU', 'aAcc', 'mAcc', 'per_class_iou',
                'confusion_matrix', 'wall_time_s', 'configs', 'checkpoints', 'exports', 'pictures', 'notes',
@@ -30,19 +28,8 @@ REPORT_KEYS = {'headline', 'top1', 'top5', 'top1_at_epoch', 'mIoU', 'aAcc', 'mAc
 CLASSES = ['background'] + [f'digit {i}' for i in range(10)]
 
 
-@pytest.fixture(scope='module')
-def pipeline_run(digits_root, tmp_path_factory, python):
-    scenes = str(tmp_path_factory.mktemp('scenes'))
-    write_digit_scenes(scenes, num_train=16, num_val=4)
-    work_dir = str(tmp_path_factory.mktemp('pipeline'))
-    iters = 2
-    proc = run_tool([python, 'tools/pipeline.py', PRETRAIN_CONFIG, SEG_CONFIG, '--work-dir', work_dir,
-                     '--tensorboard', '--num-overlays', '2', '--compare-random-init',
-                     '--pretrain-options', *digits_options(digits_root, epochs=1),
-                     '--seg-options', *seg_options(scenes, iters=iters)])
-    with open(osp.join(work_dir, 'report.json')) as f:
-        report = json.load(f)
-    return dict(work_dir=work_dir, scenes=scenes, report=report, stdout=proc.stdout)
+# pipeline_run, the run most tests here check, is a session fixture of conftest.py: tests/test_inference.py takes its
+# exported segmentor and model.onnx too, when the session runs both files.
 
 
 @pytest.mark.slow
@@ -265,16 +252,12 @@ def test_mmseg_inference_api_runs_the_exported_segmentor_of_the_run(pipeline_run
 
 
 @pytest.mark.slow
-def test_a_run_shorter_than_the_logger_interval_still_writes_its_report(digits_root, tmp_path, python):
+def test_a_run_shorter_than_the_logger_interval_still_writes_its_report(short_pipeline_run):
     """max_iters 2 at mmseg's logger interval of 50: no training records, so no fine-tuning curves; the report says
-    why and keeps everything else."""
-    scenes = str(tmp_path / 'scenes')
-    write_digit_scenes(scenes, num_train=8, num_val=2)
-    work_dir = str(tmp_path / 'short')
-    options = [o for o in seg_options(scenes, iters=2) if not o.startswith('default_hooks.logger')]
-    proc = run_tool([python, 'tools/pipeline.py', PRETRAIN_CONFIG, SEG_CONFIG, '--work-dir', work_dir,
-                     '--num-overlays', '1', '--no-probes', '--no-onnx', '--pretrain-options',
-                     *digits_options(digits_root, epochs=1), '--seg-options', *options])
+    why and keeps everything else. The run (conftest.py's ``short_pipeline_run``: 8 training and 2 validation
+    scenes, 1 overlay, --no-probes, --no-onnx, no logger interval option) goes on beside ``pipeline_run``."""
+    work_dir = short_pipeline_run['work_dir']
+    proc = short_pipeline_run['result']()
     with open(osp.join(work_dir, 'report.json')) as f:
         report = json.load(f)
     assert set(report) == REPORT_KEYS and report['mIoU'] is not None
