@@ -246,22 +246,21 @@ class PreemptionHook(Hook):
         raise TrainingPreempted(path, step, name, self.exit_status)
 
     @staticmethod
-    def _agreed(flag: bool) -> bool:
-        """Whether any process has ``flag`` set (every process calls this after every step)."""
+    def _reduced(flag: bool, op: str) -> bool:
+        """``flag`` combined over all processes: ``op='max'`` whether any has it, ``'min'`` whether all have it."""
         if get_dist_info()[1] == 1:
             return flag
         value = torch.tensor([int(flag)], dtype=torch.int32)
-        all_reduce(value, op='max')
+        all_reduce(value, op=op)
         return bool(value.item())
 
-    @staticmethod
-    def _all(flag: bool) -> bool:
+    def _agreed(self, flag: bool) -> bool:
+        """Whether any process has ``flag`` set (every process calls this after every step)."""
+        return self._reduced(flag, 'max')
+
+    def _all(self, flag: bool) -> bool:
         """Whether every process has ``flag`` set."""
-        if get_dist_info()[1] == 1:
-            return flag
-        value = torch.tensor([int(flag)], dtype=torch.int32)
-        all_reduce(value, op='min')
-        return bool(value.item())
+        return self._reduced(flag, 'min')
 
     @staticmethod
     def _checkpoint_hook(runner) -> Optional[CheckpointHook]:
