@@ -126,7 +126,7 @@ def gather_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -
 def load_model_state(model: nn.Module, state: Dict[str, torch.Tensor], strict: bool = False) -> None:
     """Loads a full state dict (every process passes the whole of it) into a sharded model, logging the keys that
     did not match as MMEngine's loader does."""
-    own = set(gather_model_state_keys(model))
+    own = set(model_state_keys(model))
     missing = sorted(own - set(state))
     unexpected = sorted(set(state) - own)
     if strict and (missing or unexpected):
@@ -154,7 +154,7 @@ def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, sta
     set_optimizer_state_dict(model, optimizer, named, options=_options(model))
 
 
-def gather_model_state_keys(model: nn.Module) -> List[str]:
+def model_state_keys(model: nn.Module) -> List[str]:
     """The state-dict keys of the unwrapped model, without gathering anything: its parameters and its persistent
     buffers (a data preprocessor's mean and std are not saved)."""
     keys = [name for name, _ in model.named_parameters()]
