@@ -173,11 +173,12 @@ def test_fsdp_on_two_processes_matches_ddp_resumes_exactly_and_hands_over_to_seg
     assert max_difference(a['ema_state_dict'], d['ema_state_dict']) < 1e-5
 
     # Hand-off: the segmentation backbone loads the sharded run's checkpoint (its averaged weights).
-    from mmseg.registry import MODELS  # the segmentation backbone's registry
+    from cosub_seg.models.seg_backbone import TimmSegBackbone
     seg = Config.fromfile(osp.join(ROOT, SEG))
-    backbone_cfg = dict(seg.model.backbone, init_cfg=dict(type='Pretrained', checkpoint=osp.join(fsdp,
-                                                                                                  'epoch_2.pth')))
-    backbone = MODELS.build(backbone_cfg)
+    settings = {k: v for k, v in seg.model.backbone.items() if k != 'type'}
+    assert seg.model.backbone.type == 'TimmSegBackbone'
+    backbone = TimmSegBackbone(**dict(settings, init_cfg=dict(type='Pretrained',
+                                                              checkpoint=osp.join(fsdp, 'epoch_2.pth'))))
     backbone.init_weights()
     own = backbone.model.state_dict()
     averaged = {k[len('backbone.'):]: v for k, v in b['state_dict'].items() if k.startswith('backbone.')}
