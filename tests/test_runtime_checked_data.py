@@ -257,11 +257,11 @@ SEG_PIPELINE = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations', red
 
 def test_an_annotation_of_another_size_is_named_with_both_sizes(scenes):
     path = osp.join(scenes, 'annotations', 'training', 'digitscene_tra_00002.png')
-    cv2.imwrite(path, cv2.imread(path, cv2.IMREAD_UNCHANGED)[:100, :90])
+    cv2.imwrite(path, cv2.imread(path, cv2.IMREAD_UNCHANGED)[:80, :70])
     dataset = scene_dataset(scenes, SEG_PIPELINE)
     dataset[Draw(0, 0)]
-    with pytest.raises(BadSampleError, match=re.escape(f'annotation {path} is 90x100 (w x h) but its image ') +
-                       '.*digitscene_tra_00002.jpg is 128x128'):
+    with pytest.raises(BadSampleError, match=re.escape(f'annotation {path} is 70x80 (w x h) but its image ') +
+                       '.*digitscene_tra_00002.jpg is 96x96'):
         dataset[Draw(2, 0)]
 
 

@@ -162,7 +162,7 @@ def test_pictures_are_pngs_of_the_expected_size(pipeline_run):
     assert png_size(osp.join(work_dir, pictures['confusion_matrix'])) == (900, 800)
     assert len(pictures['overlays']) == 2
     for path in pictures['overlays']:
-        # image | truth | prediction | errors of a 128x128 scene at 3x, header and legend (test_visualization.py)
+        # image | truth | prediction | errors of a 96x96 scene at 4x, header and legend (test_visualization.py)
         assert png_size(osp.join(work_dir, path)) == (4 * 384 + 3 * 8, 28 + 384 + 64)
 
 
@@ -177,7 +177,7 @@ def test_onnx_stage_segments_the_pictures_scenes_and_agrees_with_pytorch(pipelin
     onnx = report['onnx']
     assert onnx['status'] == 'done' and onnx['mode'] == 'whole'
     assert onnx['pixel_agreement'] >= 0.99 and onnx['max_abs_diff'] < 1e-3
-    assert onnx['pixels'] == 2 * 128 * 128 and onnx['export_seconds'] > 0 and onnx['segment_seconds'] > 0
+    assert onnx['pixels'] == 2 * 96 * 96 and onnx['export_seconds'] > 0 and onnx['segment_seconds'] > 0
     folder = osp.join(work_dir, 'export', 'segmentor')
     assert onnx['model'] == osp.join('export', 'segmentor', 'model.onnx')
     assert read_model_folder(folder).onnx['dynamic_size'] is True
@@ -191,7 +191,7 @@ def test_onnx_stage_segments_the_pictures_scenes_and_agrees_with_pytorch(pipelin
         with open(osp.join(work_dir, image), 'rb') as copy, \
                 open(osp.join(pipeline_run['scenes'], 'images', 'validation', name), 'rb') as original:
             assert copy.read() == original.read()
-        assert png_size(osp.join(work_dir, overlay)) == (128, 128)
+        assert png_size(osp.join(work_dir, overlay)) == (96, 96)
         labels = cv2.imread(osp.join(work_dir, 'onnx_segment', 'labels', osp.splitext(name)[0] + '.png'),
                             cv2.IMREAD_UNCHANGED)
         np.testing.assert_array_equal(labels, segmenter.predict(osp.join(work_dir, image)).labels + 1)
@@ -246,7 +246,7 @@ def test_mmseg_inference_api_runs_the_exported_segmentor_of_the_run(pipeline_run
     model = init_model(config, checkpoint, device='cpu')
     expected = own_prediction(model, image)
     prediction = inference_model(model, image).pred_sem_seg.data
-    assert prediction.shape == (1, 128, 128) and torch.equal(prediction, expected)
+    assert prediction.shape == (1, 96, 96) and torch.equal(prediction, expected)
     inferencer = MMSegInferencer(model=config, weights=checkpoint, device='cpu')
     assert torch.equal(inferencer(image, return_datasamples=True).pred_sem_seg.data, expected)
 

@@ -146,8 +146,8 @@ def test_test_seg_tta_writes_predictions_and_overlays(pretrained, scenes, tmp_pa
                                                             abs=0.005 + 1e-6)
     overlays = glob.glob(str(show / '**' / '*.png'), recursive=True)
     assert overlays
-    # The seg runtime's SideBySideSegVisualizer: image | ground truth | prediction | errors of a 128x128 scene, each
-    # panel 384 pixels (3x), 8-pixel gaps, a 28-pixel header and a legend of 13 entries in 2 rows (64 pixels).
+    # The seg runtime's SideBySideSegVisualizer: image | ground truth | prediction | errors of a 96x96 scene, each
+    # panel 384 pixels (4x), 8-pixel gaps, a 28-pixel header and a legend of 13 entries in 2 rows (64 pixels).
     assert all(cv2.imread(path).shape == (28 + 384 + 64, 4 * 384 + 3 * 8, 3) for path in overlays)
 
 
@@ -229,7 +229,7 @@ def test_inference_model_on_the_exported_segmentor_matches_its_test_step(exporte
     model = init_model(exported['config'], exported['checkpoint'], device='cpu')
     result = inference_model(model, exported['image'])
     prediction = result.pred_sem_seg.data
-    assert prediction.shape == (1, 128, 128)  # the 128x128 scene, at its own size
+    assert prediction.shape == (1, 96, 96)  # the 96x96 scene, at its own size
     expected = own_prediction(model, exported['image'])
     assert torch.equal(prediction, expected)
     assert len(torch.unique(prediction)) > 1  # a real map, not a constant one
@@ -242,9 +242,9 @@ def test_mmseg_inferencer_on_the_exported_segmentor_matches_its_test_step(export
     from mmseg.apis import MMSegInferencer, init_model
     inferencer = MMSegInferencer(model=exported['config'], weights=exported['checkpoint'], device='cpu')
     prediction = inferencer(exported['image'], return_datasamples=True).pred_sem_seg.data
-    assert prediction.shape == (1, 128, 128)
+    assert prediction.shape == (1, 96, 96)
     model = init_model(exported['config'], exported['checkpoint'], device='cpu')
     assert torch.equal(prediction, own_prediction(model, exported['image']))
     # Its label map as the numpy array it returns by default: the same classes.
     labels = inferencer(exported['image'])['predictions']
-    assert labels.shape == (128, 128) and np.array_equal(labels, prediction[0].numpy())
+    assert labels.shape == (96, 96) and np.array_equal(labels, prediction[0].numpy())
