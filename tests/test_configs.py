@@ -284,3 +284,26 @@ def test_the_visualization_hook_draws_every_batch_when_asked():
                    'configs/seg/upernet_cosub-deit3-base_ade20k-512x512.py'):
         hook = Config.fromfile(osp.join(ROOT, config)).default_hooks.visualization
         assert (hook.type, hook.interval, hook.get('draw', False)) == ('PredictionVisualizationHook', 1, False), config
+
+
+def test_the_demo_segmentor_builds_the_pretrained_network_and_draws_its_classifiers_from_n_0_0_1():
+    """Issue 13: the digit-scenes config builds the network of the digits pretraining (average pooling, LayerScale
+    0.1: a random-initialisation baseline must be the same network), and both heads' classifier layers start from
+    N(0, 0.1), not mmseg's N(0, 0.01), which kept the demo predicting background everywhere."""
+    from mmseg.registry import MODELS
+    pretrain = Config.fromfile(osp.join(ROOT, PRETRAIN_CONFIG)).model.model_kwargs
+    seg_cfg = Config.fromfile(osp.join(ROOT, SEG_CONFIG))
+    seg = seg_cfg.model.backbone.model_kwargs
+    assert {k: v for k, v in pretrain.items() if k != 'img_size'} == dict(seg)
+    seg_cfg.model.backbone.init_cfg = None
+    torch.manual_seed(0)
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        model = MODELS.build(seg_cfg.model)
+    model.init_weights()
+    for head in (model.decode_head, model.auxiliary_head):
+        weight = head.conv_seg.weight.detach().flatten()
+        # The sample std of n normal draws has a standard error of about std / sqrt(2 n): 0.1 / sqrt(2 * 704) for 704.
+        assert abs(weight.std().item() - 0.1) < 5 * 0.1 / math.sqrt(2 * weight.numel())
+        assert torch.count_nonzero(head.conv_seg.bias) == 0
+    assert model.backbone.model.cls_token is None
+    assert model.backbone.model.blocks[0].ls1.gamma.detach().eq(0.1).all()

@@ -1,6 +1,14 @@
-# The embedded default: a tiny DeiT III-style ViT (LayerScale, no class-token position embedding) pretrained with
-# cosub on scikit-learn's handwritten digits (32x32 RGB, 1,437 train / 360 val; `python tools/prepare_data.py
-# digits`). A few minutes on 2 CPU cores.
+# The embedded default: a tiny DeiT III-style ViT (LayerScale) pretrained with cosub on scikit-learn's handwritten
+# digits (32x32 RGB, 1,437 train / 360 val; `python tools/prepare_data.py digits`). About a minute and a half on
+# 2 CPU cores.
+#
+# Two departures from DeiT III, both for the transfer to the digit scenes (issue 13, docs/benchmarks.md):
+# - the class is read from the average of the patch tokens, not from a class token, so every patch token learns the
+#   digit it belongs to: the segmentation head reads patch tokens, and with a class token they knew the digit 46 %
+#   of the time against the classifier's 94 %;
+# - LayerScale starts at 0.1 (CaiT's value for shallow networks), not DeiT III's 1e-6: after this short a run the
+#   1e-6 gammas were still ~0.01, so the blocks added ~1 % to the features the segmentation head reads.
+# The segmentation config builds the same network (model.backbone.model_kwargs).
 _base_ = ['../_base_/models/cosub_classifier.py', '../_base_/default_runtime.py']
 
 num_classes = 10
@@ -9,7 +17,8 @@ model = dict(
     arch='deit3_small_patch16_224',
     num_classes=num_classes,
     stochastic_depth=dict(rate=0.1),
-    model_kwargs=dict(img_size=img_size, patch_size=8, embed_dim=128, depth=6, num_heads=4),
+    model_kwargs=dict(img_size=img_size, patch_size=8, embed_dim=128, depth=6, num_heads=4, init_values=0.1,
+                      class_token=False, global_pool='avg'),
     binarize_threshold=None,
     data_preprocessor=dict(num_classes=num_classes, mixup=None),
 )
@@ -54,16 +63,18 @@ val_evaluator = dict(type='Accuracy', topk=(1, 5))
 test_dataloader = val_dataloader
 test_evaluator = val_evaluator
 
+# Average pooling starts slower than a class token (top-1 at chance for the first epochs at lr 1e-3 with 2 warm-up
+# epochs): half the learning rate and a 5-epoch warm-up.
 max_epochs = 25
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
+    optimizer=dict(type='AdamW', lr=5e-4, weight_decay=0.05),
     constructor='NoDecayOptimWrapperConstructor',
     clip_grad=dict(max_norm=1.0),
 )
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-2, by_epoch=True, begin=0, end=2, convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=2, end=max_epochs, convert_to_iter_based=True),
+    dict(type='LinearLR', start_factor=1e-2, by_epoch=True, begin=0, end=5, convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=5, end=max_epochs, convert_to_iter_based=True),
 ]
 train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=5)
 val_cfg = dict()
