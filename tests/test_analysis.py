@@ -46,8 +46,8 @@ def test_segmentor_parts_add_up():
     assert set(parts) == {'backbone', 'segmentor', 'auxiliary_head (training only)'}
     assert parts['segmentor']['params'] > parts['backbone']['params']
     assert parts['segmentor']['flops'] > parts['backbone']['flops'] > 0
-    # The backbone is the tiny ViT at 64x64: 8x8 patches -> 64 tokens plus the class token.
-    D, N = 128, 65
+    # The backbone is the tiny ViT at 64x64: 8x8 patches -> 64 tokens (no class token: it pools the patch tokens).
+    D, N = 128, 64
     assert parts['backbone']['by_operator']['scaled_dot_product_attention'] == 6 * 2 * N * N * D
 
 

@@ -41,7 +41,8 @@ def test_compare_backbones_writes_the_table_and_the_chart(digits_root, tmp_path)
     assert rows[2] == '| backbone | kNN k=5 top-1 | kNN k=10 top-1 | linear top-1 |'
     for name, row in zip(('first', 'second'), rows[4:6]):
         result = data['backbones'][name]
-        assert result['features'] == ['cls'] and result['train_images'] == 1437 and result['val_images'] == 360
+        # the demo backbone pools its patch tokens (no class token): the tool takes their average
+        assert result['features'] == ['avgpool'] and result['train_images'] == 1437 and result['val_images'] == 360
         top1 = [r['top1'] for r in result['linear']['runs']]
         assert result['linear']['top1_mean'] == pytest.approx(sum(top1) / 2)
         assert row == (f"| {name} | {result['knn']['5']['top1']:.2f} | {result['knn']['10']['top1']:.2f} | "

@@ -373,12 +373,13 @@ def test_report_of_a_work_dir_under_the_repository_holds_no_machine_path(tmp_pat
     assert data['random_init']['checkpoint'] == 'work_dirs/run/seg_random_init/iter_2000.pth'
     headline = [
         # (the model_kwargs in the order of the config as run: MMEngine dumps it sorted)
-        'Pretrained deit3_small_patch16_224 (depth=6, embed_dim=128, img_size=32, num_heads=4, patch_size=8) with '
+        'Pretrained deit3_small_patch16_224 (class_token=False, depth=6, embed_dim=128, global_pool=avg, img_size=32, '
+        'init_values=0.1, num_heads=4, patch_size=8) with '
         'cosub (k=2) on ImageFolderDataset (data/digits) for 25 epochs: validation top-1 93.50 % (epoch 25, the '
         'checkpoint handed over).',
         'Frozen, its cls features classify the val images of data/digits at kNN top-1 k=10 90.00 %, k=20 91.25 %, '
         'k=100 80.00 %; linear-probe top-1 92.50 %.',
-        'Fine-tuned UperNet on DigitScenesDataset (data/scenes) for 2000 iterations from that backbone: mIoU 41.50 '
+        'Fine-tuned UperNet on DigitScenesDataset (data/scenes) for 300 iterations from that backbone: mIoU 41.50 '
         'on the validation images (weakest class digit 0: 12.00 IoU).',
         'From random initialisation the same fine-tuning reaches mIoU 30.00: pretraining adds +11.50 mIoU.']
     assert data['headline'] == headline

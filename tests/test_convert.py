@@ -21,7 +21,9 @@ from cosub_seg.registry import MODELS
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PRETRAIN_CONFIG = osp.join(ROOT, 'configs/pretrain/cosub_deit3-tiny_digits.py')
 SEG_CONFIG = osp.join(ROOT, 'configs/seg/upernet_cosub-deit3-tiny_digitscenes.py')
-TINY = dict(img_size=32, patch_size=8, embed_dim=128, depth=6, num_heads=4)  # the digits config's model_kwargs
+# the digits config's model_kwargs
+TINY = dict(img_size=32, patch_size=8, embed_dim=128, depth=6, num_heads=4, init_values=0.1, class_token=False,
+            global_pool='avg')
 
 
 def _classifier(seed=0):

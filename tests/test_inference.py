@@ -127,14 +127,14 @@ def test_predict_equals_mmseg_inference_model(exported, mode):
 
 def test_a_size_pytorch_refuses_is_refused_by_the_onnx_path_too(exported):
     """The ViT's patch embedding asserts multiples of its patch (8); the ONNX graph would floor silently."""
-    image = _scene(70, 90)
+    image = _scene(102, 130)  # larger than the 96x96 windows of slide mode, which then fit it
     assert exported['onnx']['size_multiple'] == [8, 8]
     torch_segmenter = Segmenter.from_pretrained(exported['folder'], backend='torch')
     with pytest.raises(AssertionError, match='divisible by patch size'):  # timm's own check, under ours
-        torch_segmenter.backend.run_model(np.zeros((1, 3, 70, 90), np.float32), dict(mode='whole'))
+        torch_segmenter.backend.run_model(np.zeros((1, 3, 102, 130), np.float32), dict(mode='whole'))
     onnx = Segmenter.from_pretrained(exported['folder'], backend='onnx')
     for segmenter in (torch_segmenter, onnx):
-        with pytest.raises(DataError, match="70x90 image cannot run as a whole .* multiples of 8x8 .* mode='slide'"):
+        with pytest.raises(DataError, match="102x130 image cannot run as a whole .* multiples of 8x8 .* mode='slide'"):
             segmenter.predict(image)
     reference = torch_segmenter.logits(image[None], mode='slide')
     np.testing.assert_allclose(onnx.logits(image[None], mode='slide'), reference, atol=1e-4)
@@ -288,7 +288,7 @@ def test_the_model_folder_describes_itself(exported):
     assert config['classes'][:2] == ['background', 'digit 0'] and len(config['palette']) == 11
     assert config['architecture'] == dict(type='CosubEncoderDecoder', backbone='deit3_small_patch16_224',
                                           neck='MultiLevelNeck', decode_head='UPerHead')
-    assert config['test_mode'] == dict(mode='whole', crop_size=[64, 64], stride=[42, 42])
+    assert config['test_mode'] == dict(mode='whole', crop_size=[96, 96], stride=[64, 64])
     assert config['preprocessing']['mean'] == [123.675, 116.28, 103.53]
     assert config['model']['backbone']['init_cfg'] is None
     assert 'SyncBN' not in json.dumps(config['model'])

@@ -58,8 +58,8 @@ def test_a_missing_annotation_and_an_annotation_of_another_size_are_named(scenes
     with pytest.raises(FileNotFoundError, match=f'1 file\\(s\\) of the validation split \\(val_dataloader: '
                                                 f'DigitScenesDataset\\) do not exist, e.g. {missing}:'):
         check_split(val_split(scenes), 'validation', 'val_dataloader')
-    cv2.imwrite(missing, cv2.imread(val_file(scenes, 'annotation', 0), cv2.IMREAD_UNCHANGED)[:100, :90])
-    with pytest.raises(ValueError, match=f'annotation {missing} is 90x100 \\(w x h\\) but its image '):
+    cv2.imwrite(missing, cv2.imread(val_file(scenes, 'annotation', 0), cv2.IMREAD_UNCHANGED)[:80, :70])
+    with pytest.raises(ValueError, match=f'annotation {missing} is 70x80 \\(w x h\\) but its image '):
         check_split(val_split(scenes), 'validation', 'val_dataloader')
 
 

@@ -7,7 +7,7 @@ Examples:
         work_dirs/demo/pretrain/epoch_25.pth exported/cosub_deit3-tiny
     # a fine-tuned segmentor -> config + weights-only checkpoint for mmseg.apis.init_model / mmseg's test.py
     python tools/convert_checkpoint.py segmentor configs/seg/upernet_cosub-deit3-tiny_digitscenes.py \
-        work_dirs/demo/seg/iter_2000.pth exported/upernet
+        work_dirs/demo/seg/iter_300.pth exported/upernet
     # that folder's segmentor -> exported/upernet/model.onnx, checked against PyTorch with ONNX Runtime
     python tools/convert_checkpoint.py onnx exported/upernet
     # the authors' DeiT III (or cosub) release, or a plain timm state dict -> checked timm folder

@@ -9,7 +9,7 @@ Examples:
     # a fine-tuned segmentor -> config + weights-only checkpoint for mmseg.apis.init_model / mmseg's test.py, and
     # the model folder (config.json + model.safetensors + README.md) for cosub_seg.Segmenter / tools/segment.py
     python tools/convert_checkpoint.py segmentor configs/seg/upernet_cosub-deit3-tiny_digitscenes.py \
-        work_dirs/demo/seg/iter_2000.pth exported/upernet
+        work_dirs/demo/seg/iter_300.pth exported/upernet
     # that folder's segmentor -> exported/upernet/model.onnx (checked against PyTorch with ONNX Runtime)
     python tools/convert_checkpoint.py onnx exported/upernet
     #   (or in one go: ... onnx CONFIG CHECKPOINT exported/upernet)

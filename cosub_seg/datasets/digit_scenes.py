@@ -3,12 +3,12 @@
 Each scene is a dark, smoothly textured ground holding two or three of scikit-learn's handwritten digits in light
 ink, drawn as the pretraining images draw them (32 pixels high, bicubic) at random places on an 8-pixel grid: the
 grid of the demo ViT's patches, so a digit meets the backbone as in pretraining, as ADE20k's objects meet an
-ImageNet backbone at the scale it learnt them. (Measured for issue 13, docs/benchmarks.md: with digits at other
-sizes, off the grid or dark on light grounds, the pretrained backbone's features did not carry the digit and
-fine-tuning named none.) Annotations follow ADE20k: 0 = unlabeled (mmseg's ``reduce_zero_label`` turns it into the ignore
-index 255), 1 = background, 2-11 = digits 0-9. A digit's mask is its strokes thickened to the digit's extent (an
-object mask, not a stroke mask: stride-8 features cannot resolve thin strokes); the band around it, where a pixel
-could belong to either, is labelled 0. Training scenes use only digits of the pretraining train split,
+ImageNet backbone at the scale it learnt them. (Measured for issue 13, docs/benchmarks.md: off the grid the same
+pretrained backbone lost a third of its mIoU, and digits at other sizes or in dark ink on light grounds lost more.)
+Annotations follow ADE20k: 0 = unlabeled (mmseg's ``reduce_zero_label`` turns it into the ignore index 255),
+1 = background, 2-11 = digits 0-9. A digit's mask is its strokes thickened to the digit's extent (an object mask,
+not a stroke mask: stride-8 features cannot resolve thin strokes); the band around it, where a pixel could belong to
+either, is labelled 0. Training scenes use only digits of the pretraining train split,
 validation scenes only val digits, so fine-tuning never sees a validation digit.
 """
 import glob
