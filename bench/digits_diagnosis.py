@@ -1,5 +1,5 @@
 """What a digits backbone knows, for issue 13 (why the demo shows no transfer): not a speed benchmark, the
-measurements behind docs/benchmarks.md#why-the-demo-shows-no-transfer-issue-13-diagnosis-so-far.
+measurements behind docs/benchmarks.md#why-the-demo-showed-no-transfer-and-the-fix-issue-13.
 
     read          top-1 of the classifier on the val digits rendered as pretrained, inverted, on scene grounds
                   (light and dark ink, cosub_seg/datasets/ink.py) and at other sizes in the 32-pixel view
