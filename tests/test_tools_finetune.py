@@ -35,7 +35,8 @@ def top1_of(checkpoint, data_root, classes, img_size):
     from cosub_seg.models.timm_factory import create_timm_model
     state = torch.load(checkpoint, map_location='cpu', weights_only=True)['state_dict']
     model = create_timm_model('deit3_small_patch16_224', num_classes=len(classes),
-                              **dict(SMALL, embed_dim=128, depth=6, num_heads=4, img_size=img_size))
+                              **dict(SMALL, embed_dim=128, depth=6, num_heads=4, img_size=img_size, init_values=0.1,
+                                     class_token=False, global_pool='avg'))  # the digits config's network
     model.load_state_dict({k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')})
     model.eval()
     mean, std = np.array([123.675, 116.28, 103.53]), np.array([58.395, 57.12, 57.375])
