@@ -207,13 +207,13 @@ def test_onnx_command_static_graph_runs_in_slide_mode(tmp_path, capsys):
     checkpoint = export_demo_segmentor(str(tmp_path / 'model'))['checkpoint']
     paths = main(['onnx', '--static', SEG_CONFIG, checkpoint, str(tmp_path / 'folder')])
     assert 'inputs only (slide inference around it)' in capsys.readouterr().out
-    assert paths['dynamic_size'] is False and paths['static_size'] == [64, 64]
+    assert paths['dynamic_size'] is False and paths['static_size'] == [96, 96]
     with open(tmp_path / 'folder' / 'config.json') as f:
-        assert json.load(f)['files']['model.onnx']['static_size'] == [64, 64]
+        assert json.load(f)['files']['model.onnx']['static_size'] == [96, 96]
     onnx = Segmenter.from_pretrained(str(tmp_path / 'folder'), backend='onnx')
     reference = Segmenter.from_pretrained(str(tmp_path / 'folder'), backend='torch')
     image = np.random.RandomState(0).randint(0, 256, (96, 160, 3), dtype=np.uint8)
-    with pytest.warns(UserWarning, match='exported for 64x64 inputs only'):
+    with pytest.warns(UserWarning, match='exported for 96x96 inputs only'):
         got = onnx.logits(image[None])  # whole mode asked: slides
     np.testing.assert_allclose(got, reference.logits(image[None], mode='slide'), atol=1e-4)
     small = onnx.predict(image[:40, :48])

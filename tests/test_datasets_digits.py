@@ -40,7 +40,7 @@ def test_prepare_digits_cli_writes_the_layout(tmp_path, python):
     out = tmp_path / 'd'
     proc = subprocess.run([python, 'tools/prepare_data.py', 'digits', '--out', str(out)], check=True,
                           cwd=osp.dirname(osp.dirname(__file__)), capture_output=True, text=True)
-    assert '] 1797/1797, ' in proc.stdout and '] 750/750, ' in proc.stdout  # progress bars: digits, then scenes
+    assert '] 1797/1797, ' in proc.stdout and '] 1000/1000, ' in proc.stdout  # progress bars: digits, then scenes
     img = cv2.imread(str(out / 'train' / '0' / '0000.png'))
     assert img.shape == (32, 32, 3)
     with open(out / 'meta' / 'val.txt') as f:
