@@ -47,23 +47,27 @@ def pretrain_case(batch: int):
     return model, dict(inputs=inputs, data_samples=samples)
 
 
-def seg_case(batch: int, options: Optional[dict] = None):
-    """The demo's UperNet with random weights and a batch of random crops; ``options`` are ``--cfg-options`` style
-    overrides of the config (e.g. ``{'model.num_submodels': 2}``)."""
-    config = Config.fromfile(SEG_CONFIG)
+def seg_case(batch: int, options: Optional[dict] = None, config_file: str = SEG_CONFIG, crop: int = 64,
+             sampling: Optional[str] = 'fixed'):
+    """A segmentation config's model (default: the demo's UperNet) with random weights, BN instead of SyncBN in the
+    heads, and a batch of random ``crop`` x ``crop`` crops with labels over the config's classes; ``options`` are
+    ``--cfg-options`` style overrides of the config (e.g. ``{'model.num_submodels': 2}``). ``sampling``: the
+    stochastic-depth sampling (default 'fixed': static shapes for the compiler; None keeps the config's)."""
+    config = Config.fromfile(config_file)
     config.merge_from_dict(dict(options or {}))
     cfg = config.model
     cfg.backbone.init_cfg = None
-    cfg.backbone.stochastic_depth.sampling = 'fixed'
+    if sampling is not None:
+        cfg.backbone.stochastic_depth.sampling = sampling
     for key in ('decode_head', 'auxiliary_head'):
         cfg[key].norm_cfg = dict(type='BN', requires_grad=True)
     with DefaultScope.overwrite_default_scope('mmseg'):
         model = SEG_MODELS.build(cfg)
-    inputs = [torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8) for _ in range(batch)]
+    inputs = [torch.randint(0, 256, (3, crop, crop), dtype=torch.uint8) for _ in range(batch)]
     samples = []
     for i in range(batch):
-        sample = SegDataSample(metainfo=dict(img_shape=(64, 64), ori_shape=(64, 64), pad_shape=(64, 64)))
-        sample.gt_sem_seg = PixelData(data=torch.randint(0, 11, (1, 64, 64)))
+        sample = SegDataSample(metainfo=dict(img_shape=(crop, crop), ori_shape=(crop, crop), pad_shape=(crop, crop)))
+        sample.gt_sem_seg = PixelData(data=torch.randint(0, cfg.decode_head.num_classes, (1, crop, crop)))
         samples.append(sample)
     return model, dict(inputs=inputs, data_samples=samples)
 

@@ -12,7 +12,7 @@ import pytest
 from helpers import ROOT
 
 sys.path.insert(0, ROOT)
-from bench import cosub_step, data_loading, seg_vs_mmseg, slide_inference  # noqa: E402
+from bench import cosub_step, data_loading, seg_checkpointing, seg_vs_mmseg, slide_inference  # noqa: E402
 
 ENVIRONMENT = {'gpu', 'cpu', 'torch', 'cuda', 'cudnn', 'python', 'date'}
 
@@ -99,6 +99,35 @@ def test_seg_vs_mmseg_memory_ratio_is_the_ratio_of_the_peaks(tmp_path):
     [row] = read(out)
     assert row['ours_peak_bytes'] > 0 and row['mmseg_peak_bytes'] > 0
     assert row['memory_ratio'] == ratio(row['ours_peak_bytes'], row['mmseg_peak_bytes'])
+
+
+def test_seg_checkpointing_switches_checkpointing_and_compute_and_reports_ratios_to_plain(tmp_path, capsys):
+    """bench/seg_checkpointing.py (issue 16) on the tiny model: each variant is built with its checkpointing and
+    stochastic-depth compute, the ADE20k config's settings are kept, and the ratios are those of the step times."""
+    out = str(tmp_path / 'ckpt.json')
+    seg_checkpointing.main(['--tiny', '--crop', '64', '--repeats', '1', '--threads', '1', '--no-memory', '--device',
+                            'cpu', '--out', out])
+    rows = read(out)
+    assert [(r['variant'], r['grad_checkpointing'], r['compute']) for r in rows] == [
+        ('plain', False, 'skip'), ('ckpt', True, 'skip'), ('mask_ckpt', True, 'mask')]
+    times = {row['variant']: row['step_s'] for row in rows}
+    for row in rows:
+        assert row['time_vs_plain'] == ratio(row['step_s'], times['plain'])
+        assert row['time_vs_ckpt'] == ratio(row['step_s'], times['ckpt'])
+        assert row['batch'] == 2 and row['crop'] == 64 and row['tiny'] is True and 'peak_mb' not in row
+        assert (row['num_submodels'], row['drop_rate'], row['sampling']) == (1, 0.2, 'bernoulli')  # the config's
+    assert 'UperNet ViT-B fine-tuning step (tiny model)' in capsys.readouterr().out
+    import torch
+    from types import SimpleNamespace
+    args = SimpleNamespace(batch=2, crop=64, tiny=True)
+    for variant, checkpointed, compute in (('plain', False, 'skip'), ('mask_ckpt', True, 'mask')):
+        model, _, data = seg_checkpointing.build(variant, args, torch.device('cpu'))
+        block = model.backbone.model.blocks[-1]
+        assert type(block).__name__.startswith('Checkpointed') == checkpointed
+        assert block.drop_path1.skip == (compute == 'skip')
+        assert model.data_preprocessor.size == (64, 64) and data['inputs'][0].shape == (3, 64, 64)
+    with pytest.raises(SystemExit):
+        seg_checkpointing.main(['--batch', '1', '--no-memory'])
 
 
 def test_slide_inference_reports_speedups_of_its_rates(tmp_path):
