@@ -97,9 +97,10 @@ def test_every_tool_takes_debug(module, capsys):
 def test_convert_checkpoint_help_uses_the_paths_make_demo_writes():
     from cosub_seg.cli import convert_checkpoint
     iters = Config.fromfile(osp.join(ROOT, SEG_CONFIG)).train_cfg.max_iters
+    epochs = Config.fromfile(osp.join(ROOT, 'configs/pretrain/cosub_deit3-tiny_digits.py')).train_cfg.max_epochs
     work_dir = demo_work_dir()
     for text in (convert_checkpoint.__doc__, open(osp.join(ROOT, 'tools/convert_checkpoint.py')).read()):
-        assert f'{work_dir}/pretrain/epoch_25.pth exported/' in text
+        assert f'{work_dir}/pretrain/epoch_{epochs}.pth exported/' in text
         assert f'{work_dir}/seg/iter_{iters}.pth exported/' in text
         assert 'work_dirs/cosub_deit3-tiny_digits/' not in text and 'work_dirs/upernet_cosub' not in text
 
