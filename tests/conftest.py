@@ -35,6 +35,17 @@ def _environment_as_it_was():
         os.environ.update(saved)
 
 
+
+@pytest.fixture(autouse=True)
+def _torch_threads_as_they_were():
+    """Every test ends with torch's thread count as it began: the benchmarks' main() set it for their timing
+    (bench/common.py's --threads, bench/inference.py, bench/data_loading.py), and the tests after them ran on one
+    thread, each one differently depending on which benchmark test had run last."""
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
