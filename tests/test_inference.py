@@ -205,8 +205,10 @@ def test_backend_agreement_equals_an_independent_comparison_of_the_two_models(ex
     assert {k: found[k] for k in ('pixel_agreement', 'differing_pixels', 'pixels')} == {
         k: reference[k] for k in ('pixel_agreement', 'differing_pixels', 'pixels')}
     assert found['pixel_agreement'] >= 0.999 and found['max_abs_diff'] < 1e-4
+    # The two PyTorch computations of the logits are not the same calls, so their float32 sums may round apart:
+    # 1.9e-6 apart on two threads (equal to 1e-6 on one), against ONNX Runtime's ~1e-5 from PyTorch.
     for key in ('max_abs_diff', 'max_abs_diff_probabilities'):
-        assert found[key] == pytest.approx(reference[key], rel=0, abs=1e-6)
+        assert found[key] == pytest.approx(reference[key], rel=0, abs=5e-6)
 
     run = segmenter_module.OnnxBackend.run
     monkeypatch.setattr(segmenter_module.OnnxBackend, 'run', lambda self, x: run(self, x) + bump)
@@ -214,7 +216,7 @@ def test_backend_agreement_equals_an_independent_comparison_of_the_two_models(ex
     reference = independent(True)
     assert 0 < reference['differing_pixels'] == found['differing_pixels']
     assert found['pixel_agreement'] == reference['pixel_agreement'] < 1
-    assert found['max_abs_diff'] == pytest.approx(reference['max_abs_diff'], abs=1e-6)
+    assert found['max_abs_diff'] == pytest.approx(reference['max_abs_diff'], abs=5e-6)
     assert found['max_abs_diff'] == pytest.approx(0.05, abs=1e-4)
     with pytest.raises(DataError, match='no image'):
         backend_agreement(exported['folder'], [])
