@@ -35,7 +35,6 @@ def _environment_as_it_was():
         os.environ.update(saved)
 
 
-
 @pytest.fixture(autouse=True)
 def _torch_threads_as_they_were():
     """Every test ends with torch's thread count as it began: the benchmarks' main() set it for their timing
@@ -45,6 +44,7 @@ def _torch_threads_as_they_were():
     yield
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
