@@ -108,8 +108,9 @@ def test_seg_checkpointing_switches_checkpointing_and_compute_and_reports_ratios
     seg_checkpointing.main(['--tiny', '--crop', '64', '--repeats', '1', '--threads', '1', '--no-memory', '--device',
                             'cpu', '--out', out])
     rows = read(out)
-    assert [(r['variant'], r['grad_checkpointing'], r['compute']) for r in rows] == [
-        ('plain', False, 'skip'), ('ckpt', True, 'skip'), ('mask_ckpt', True, 'mask')]
+    assert [(r['variant'], r['grad_checkpointing'], r['head_checkpointing'], r['compute']) for r in rows] == [
+        ('plain', False, False, 'skip'), ('ckpt', True, False, 'skip'), ('mask_ckpt', True, False, 'mask'),
+        ('ckpt_head', True, True, 'skip')]
     times = {row['variant']: row['step_s'] for row in rows}
     for row in rows:
         assert row['time_vs_plain'] == ratio(row['step_s'], times['plain'])
@@ -119,6 +120,7 @@ def test_seg_checkpointing_switches_checkpointing_and_compute_and_reports_ratios
     assert 'UperNet ViT-B fine-tuning step (tiny model)' in capsys.readouterr().out
     import torch
     from types import SimpleNamespace
+    from cosub_seg.models.checkpointing import head_units
     args = SimpleNamespace(batch=2, crop=64, tiny=True)
     for variant, checkpointed, compute in (('plain', False, 'skip'), ('mask_ckpt', True, 'mask')):
         model, _, data = seg_checkpointing.build(variant, args, torch.device('cpu'))
@@ -126,6 +128,10 @@ def test_seg_checkpointing_switches_checkpointing_and_compute_and_reports_ratios
         assert type(block).__name__.startswith('Checkpointed') == checkpointed
         assert block.drop_path1.skip == (compute == 'skip')
         assert model.data_preprocessor.size == (64, 64) and data['inputs'][0].shape == (3, 64, 64)
+        assert not any(type(u).__name__.startswith('Checkpointed') for u in head_units(model.decode_head))
+    model, _, _ = seg_checkpointing.build('ckpt_head', args, torch.device('cpu'))
+    units = head_units(model.decode_head) + head_units(model.auxiliary_head)
+    assert units and all(type(u).__name__ == 'CheckpointedConvModule' for u in units)
     with pytest.raises(SystemExit):
         seg_checkpointing.main(['--batch', '1', '--no-memory'])
 

@@ -1,16 +1,20 @@
 """models/checkpointing.py: activation checkpointing of every family's residual blocks, composed with row-skipping
 stochastic depth and cosub's k = 2 copies: the same loss and gradients as without (float64, the same kept rows,
 because the recomputation restores the random state), each block's layers really run twice in a training step and
-once in evaluation, in the classifier and in the segmentation backbone; turning it off restores timm's classes."""
+once in evaluation, in the classifier and in the segmentation backbone, with BatchNorm statistics updated once
+(RegNet); the same for the ConvModules of UperNet's heads (model.head_checkpointing); turning it off restores the
+classes."""
 import pytest
 import torch
 import torch.nn as nn
 
 from cosub_seg.cosub.loss import cosub_loss
 from cosub_seg.models import CosubClassifier, TimmSegBackbone
-from cosub_seg.models.checkpointing import residual_blocks, set_activation_checkpointing
+from cosub_seg.models.checkpointing import (head_units, residual_blocks, set_activation_checkpointing,
+                                            set_head_checkpointing)
 
-from test_stochastic_depth import FAMILIES, bn_in_eval
+from test_models_segmentor import _scene_samples, _tiny_segmentor
+from test_stochastic_depth import FAMILIES
 
 
 def count_calls(model):
@@ -28,14 +32,14 @@ def cosub_step(family, grad_checkpointing):
     model = CosubClassifier(arch, num_classes=4, model_kwargs=kwargs, grad_checkpointing=grad_checkpointing,
                             stochastic_depth=dict(rate=0.5, schedule='constant', compute='skip')).double()
     calls = count_calls(model)
-    model.train()
-    bn_in_eval(model)  # BatchNorm would update its running statistics again in the recomputation
+    model.train()  # RegNet's BatchNorm in training mode: the recomputation must not update its statistics again
     x = torch.randn(3, 3, size, size, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     torch.manual_seed(11)
     logits = model.backbone(x.repeat(2, 1, 1, 1)).view(2, 3, -1)  # k = 2 copies, as CosubClassifier.loss runs them
     loss = cosub_loss(logits, torch.tensor([0, 1, 3])).total
     loss.backward()
     grads = {name: p.grad for name, p in model.named_parameters()}
+    grads.update({name: b.clone() for name, b in model.named_buffers() if 'running' in name})
     model.eval()
     with torch.no_grad():
         model.backbone(x)
@@ -92,3 +96,60 @@ def test_turning_checkpointing_off_restores_the_block_classes_and_keeps_the_stat
     assert list(model.state_dict()) == keys
     set_activation_checkpointing(model, enable=False)
     assert [type(b) for b in residual_blocks(model)] == before
+
+
+def segmentor_step(head_checkpointing):
+    """A training step of the demo's UperNet (tiny DeiT III, UPerHead + FCN head with BatchNorm, k = 2, float64),
+    then one evaluation forward of the decode head; its losses, gradients, BatchNorm buffers and the calls of the
+    decode head's last ConvModule's convolution."""
+    torch.manual_seed(0)
+    model = _tiny_segmentor(head_checkpointing=head_checkpointing, num_submodels=2).double()
+    units = head_units(model.decode_head) + head_units(model.auxiliary_head)
+    calls = []
+    head_units(model.decode_head)[-1].conv.register_forward_hook(lambda *args: calls.append(1))
+    model.train()
+    inputs = torch.randn(2, 3, 96, 96, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(2)
+    samples = _scene_samples(batch=2, size=96)
+    torch.manual_seed(3)
+    losses = model.loss(inputs, samples)
+    sum(value for name, value in losses.items() if 'loss' in name).backward()
+    grads = {name: p.grad for name, p in model.named_parameters()}
+    buffers = {name: b.clone() for name, b in model.named_buffers() if 'running' in name or 'num_batches' in name}
+    model.eval()
+    with torch.no_grad():
+        model.decode_head.forward(model.extract_feat(inputs))
+    return losses, grads, buffers, len(calls), units
+
+
+def test_head_checkpointing_gives_the_same_losses_gradients_and_running_statistics():
+    """model.head_checkpointing=True (CosubEncoderDecoder): each ConvModule of both heads recomputed in the backward
+    pass, the step's losses and gradients unchanged, and the BatchNorm running statistics those of one update (the
+    recomputation's second update is undone)."""
+    losses, grads, buffers, calls, units = segmentor_step(head_checkpointing=False)
+    losses_ck, grads_ck, buffers_ck, calls_ck, units_ck = segmentor_step(head_checkpointing=True)
+    # UPerHead with pool scales 1/2/3/6 and 4 inputs: 4 PPM + 1 bottleneck + 3 lateral + 3 FPN + 1 fuse; FCN: 1
+    assert len(units) == len(units_ck) == 13
+    assert all(type(u).__name__ == 'CheckpointedConvModule' for u in units_ck)
+    assert not any(type(u).__name__.startswith('Checkpointed') for u in units)
+    assert calls == 2 and calls_ck == 3  # train + eval; checkpointed: train, recomputation, eval
+    assert losses_ck.keys() == losses.keys() and 'decode.loss_peer' in losses
+    for name, value in losses.items():
+        torch.testing.assert_close(losses_ck[name], value, rtol=1e-12, atol=1e-14, msg=name)
+    for name, grad in grads.items():
+        if grad is None:
+            assert grads_ck[name] is None, name
+            continue
+        torch.testing.assert_close(grads_ck[name], grad, rtol=1e-9, atol=1e-12, msg=name)
+    assert buffers and buffers_ck.keys() == buffers.keys()
+    for name, value in buffers.items():
+        torch.testing.assert_close(buffers_ck[name], value, rtol=1e-12, atol=1e-14, msg=name)
+    assert all(int(v) == 1 for name, v in buffers.items() if 'num_batches' in name)  # one update per step
+
+
+def test_head_checkpointing_can_be_turned_off_and_keeps_the_state_dict():
+    model = _tiny_segmentor(head_checkpointing=True)
+    keys = list(model.state_dict())
+    assert set_head_checkpointing(model.decode_head, enable=False) == 12
+    assert not any(type(u).__name__.startswith('Checkpointed') for u in head_units(model.decode_head))
+    assert list(model.state_dict()) == keys

@@ -3,12 +3,14 @@ sliding-window inference."""
 from typing import List, Optional
 
 import torch
+import torch.nn as nn
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.models.utils import resize
 from mmseg.registry import MODELS as SEG_MODELS
 
 from ..cosub import cosub_pixel_peer_loss
 from ..errors import ConfigError
+from .checkpointing import set_head_checkpointing
 from .slide import ChunkTuner, slide_inference, tuned_slide_inference
 
 
@@ -26,9 +28,14 @@ class CosubEncoderDecoder(EncoderDecoder):
     Sliding-window inference (``test_cfg=dict(mode='slide', ...)``) takes one more key, ``crop_batch_size``: the
     number of windows per forward (:mod:`cosub_seg.models.slide`), an int or ``'auto'`` (timed on the first images,
     mmseg's one-window forward among the candidates). Without it, or with 1, it is mmseg's slide inference as is.
+
+    ``head_checkpointing=True`` checkpoints each ConvModule of the decode and auxiliary heads
+    (:func:`cosub_seg.models.checkpointing.set_head_checkpointing`): with ``backbone.grad_checkpointing=True`` it is
+    what halves UperNet's training memory at 512 crops, where the head's stride-4 activations weigh most.
     """
 
-    def __init__(self, *args, num_submodels: int = 2, lam: float = 0.5, **kwargs):
+    def __init__(self, *args, num_submodels: int = 2, lam: float = 0.5, head_checkpointing: bool = False,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         if num_submodels < 1:
             raise ConfigError(f'num_submodels must be >= 1, got {num_submodels}')
@@ -36,6 +43,14 @@ class CosubEncoderDecoder(EncoderDecoder):
             raise ConfigError(f'lam must be in [0, 1], got {lam}')
         self.num_submodels = num_submodels
         self.lam = lam
+        self.head_checkpointing = bool(head_checkpointing)
+        if self.head_checkpointing:
+            heads = [self.decode_head]
+            if self.with_auxiliary_head:
+                heads += list(self.auxiliary_head) if isinstance(self.auxiliary_head, nn.ModuleList) \
+                    else [self.auxiliary_head]
+            for head in heads:
+                set_head_checkpointing(head)
         self._chunk_tuner: Optional[ChunkTuner] = None
 
     def loss(self, inputs: torch.Tensor, data_samples: List) -> dict:
