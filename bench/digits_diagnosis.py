@@ -11,8 +11,8 @@ For a hierarchical network (e.g. ``arch='convnext_atto'``) the probe reads each 
 
 Examples (after `make demo` or `python tools/pretrain.py CONFIG --work-dir DIR`):
     .venv/bin/python bench/digits_diagnosis.py read configs/pretrain/cosub_deit3-tiny_digits.py \
-        work_dirs/demo/pretrain/epoch_25.pth
-    .venv/bin/python bench/digits_diagnosis.py probe-scenes DIR/<config>.py DIR/epoch_25.pth --scenes data/digit_scenes
+        work_dirs/demo/pretrain/epoch_15.pth
+    .venv/bin/python bench/digits_diagnosis.py probe-scenes DIR/<config>.py DIR/epoch_15.pth --scenes data/digit_scenes
 Pass ``none`` as the checkpoint for a randomly initialised network.
 """
 import argparse

@@ -120,16 +120,16 @@ def test_a_missing_pretrained_checkpoint_names_the_option_and_what_writes_it(tmp
     from cosub_seg.models.seg_backbone import TimmSegBackbone, check_pretrained_checkpoint
     monkeypatch.chdir(ROOT)
     cfg = Config.fromfile(SEG_CONFIG)
-    cfg.model.backbone.init_cfg.checkpoint = str(tmp_path / 'work_dirs/demo/pretrain/epoch_25.pth')
+    cfg.model.backbone.init_cfg.checkpoint = str(tmp_path / 'work_dirs/demo/pretrain/epoch_15.pth')
     with pytest.raises(FileNotFoundError) as info:
         check_pretrained_checkpoint(cfg.model)
     message = str(info.value)
-    assert message.startswith(f"the backbone's pretrained checkpoint {tmp_path}/work_dirs/demo/pretrain/epoch_25.pth "
+    assert message.startswith(f"the backbone's pretrained checkpoint {tmp_path}/work_dirs/demo/pretrain/epoch_15.pth "
                               '(model.backbone.init_cfg.checkpoint) does not exist.')
     assert '--cfg-options model.backbone.init_cfg.checkpoint=PATH' in message
     assert '--cfg-options model.backbone.init_cfg=None' in message
     # The command that writes it, from where the path points.
-    cfg.model.backbone.init_cfg.checkpoint = 'work_dirs/demo/pretrain/epoch_25.pth'
+    cfg.model.backbone.init_cfg.checkpoint = 'work_dirs/demo/pretrain/epoch_15.pth'
     with pytest.raises(FileNotFoundError, match=r'`make demo` writes it'):
         check_pretrained_checkpoint(cfg.model)
     cfg.model.backbone.init_cfg.checkpoint = 'work_dirs/cosub_deit3-base_in1k/epoch_800.pth'

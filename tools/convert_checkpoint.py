@@ -4,7 +4,7 @@ folder for segmentors, ONNX for ONNX Runtime.
 Examples:
     # a pretrained backbone (EMA weights when the run kept an EMA) -> timm folder (model.safetensors + config.json)
     python tools/convert_checkpoint.py backbone configs/pretrain/cosub_deit3-tiny_digits.py \
-        work_dirs/demo/pretrain/epoch_25.pth exported/cosub_deit3-tiny
+        work_dirs/demo/pretrain/epoch_15.pth exported/cosub_deit3-tiny
     # a fine-tuned segmentor -> config + weights-only checkpoint for mmseg.apis.init_model / mmseg's test.py
     python tools/convert_checkpoint.py segmentor configs/seg/upernet_cosub-deit3-tiny_digitscenes.py \
         work_dirs/demo/seg/iter_300.pth exported/upernet

@@ -1,7 +1,7 @@
 # The embedded fine-tuning example: the digits backbone of `make demo` (configs/pretrain/cosub_deit3-tiny_digits.py,
 # 32x32, 8-px patches) fine-tuned at 48x48: its 4x4 position embeddings resampled to 6x6 (bicubic), the recipe of
 # DeiT III's fine-tuning scaled to the digits (AdamW, 5 epochs, label smoothing 0.1, no mixup). A minute on 2 cores.
-#   python tools/finetune.py configs/finetune/deit3-tiny_digits-48.py --checkpoint work_dirs/demo/pretrain/epoch_25.pth
+#   python tools/finetune.py configs/finetune/deit3-tiny_digits-48.py --checkpoint work_dirs/demo/pretrain/epoch_15.pth
 _base_ = ['../pretrain/cosub_deit3-tiny_digits.py']
 img_size = 48
 model = dict(
@@ -9,7 +9,7 @@ model = dict(
     loss_type='ce',
     model_kwargs=dict(img_size=img_size),
     data_preprocessor=dict(label_smoothing=0.1),
-    init_cfg=dict(type='Pretrained', checkpoint='work_dirs/demo/pretrain/epoch_25.pth'),
+    init_cfg=dict(type='Pretrained', checkpoint='work_dirs/demo/pretrain/epoch_15.pth'),
 )
 train_pipeline = [
     dict(type='LoadImageFromFile', imdecode_backend='cv2'),

@@ -11,9 +11,9 @@ for any other weights file (a timm state dict, a DeiT III release, safetensors).
 ``test_pipeline`` and the model's data preprocessor.
 
 Examples:
-    cosub-compare-backbones work_dirs/k2/epoch_25.pth work_dirs/k1/epoch_25.pth --names cosub plain \
+    cosub-compare-backbones work_dirs/k2/epoch_15.pth work_dirs/k1/epoch_15.pth --names cosub plain \
         --data data/digits --out-dir work_dirs/compare
-    cosub-compare-backbones k2_s0/epoch_25.pth k2_s1/epoch_25.pth k1_s0/epoch_25.pth k1_s1/epoch_25.pth \
+    cosub-compare-backbones k2_s0/epoch_15.pth k2_s1/epoch_15.pth k1_s0/epoch_15.pth k1_s1/epoch_15.pth \
         --names k2-0 k2-1 k1-0 k1-1 --groups cosub cosub plain plain --data data/digits
     cosub-compare-backbones A.pth B.pth --data data/digits --seg-config \
         configs/probe/linear-seg_deit3-tiny_digitscenes.py --seg-options train_cfg.max_iters=300

@@ -7,7 +7,7 @@ LAMB fine-tuning, the transfer recipes). Cosub during fine-tuning: --cfg-options
 
 Examples:
     cosub-finetune configs/finetune/deit3-base_in1k-384.py --checkpoint work_dirs/cosub_deit3-base_in1k/epoch_800.pth
-    python tools/finetune.py configs/finetune/deit3-tiny_digits-48.py --checkpoint work_dirs/demo/pretrain/epoch_25.pth
+    python tools/finetune.py configs/finetune/deit3-tiny_digits-48.py --checkpoint work_dirs/demo/pretrain/epoch_15.pth
     bash tools/dist_finetune.sh configs/finetune/deit3-base_in21k-to-in1k-448.py 8 --checkpoint PATH
 """
 from cosub_seg.cli import tool
