@@ -257,6 +257,7 @@ def estimate_training_memory(config: str, batch_size: int, input_size: Optional[
                 optimizer=type(optimizer).__name__, params=params,
                 grad_checkpointing=bool(cfg.model.get('grad_checkpointing') or
                                         (cfg.model.get('backbone') or {}).get('grad_checkpointing')),
+                head_checkpointing=bool(cfg.model.get('head_checkpointing')),
                 stochastic_depth_expected_rows=assumed_fixed,
                 peak_bytes=int(peak[device]['Total']), peak_by_kind=kinds)
 

@@ -65,7 +65,8 @@ def memory_table(memory: dict, gpu_gib: float) -> str:
     kinds['param'] = kinds.get('param', 0) + kinds.pop('buffer', 0)
     lines = [f'peak training memory, one process, batch {memory["batch_size"]} at {memory["input_size"][0]}x'
              f'{memory["input_size"][1]}{", amp" if memory["amp"] else ""}, {memory["optimizer"]}, activation '
-             f'checkpointing {"on" if memory["grad_checkpointing"] else "off"} (estimate, fake tensors):']
+             f'checkpointing {"on" if memory["grad_checkpointing"] else "off"}'
+             f'{", head checkpointing on" if memory.get("head_checkpointing") else ""} (estimate, fake tensors):']
     for kind, words in MEMORY_KINDS.items():
         if kinds.get(kind):
             lines.append(f'  {words:<44}{kinds[kind] / GIB:>9.2f} GiB')
