@@ -221,14 +221,18 @@ def estimate_training_memory(config: str, batch_size: int, input_size: Optional[
     size = tuple(input_size or default_input_size(cfg))
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope') or 'mmseg'), torch.device('meta'):
         model = revert_sync_batchnorm(MODELS.build(cfg.model)).train()
+    # The EMA copy is taken of the meta model, before fake mode: copy.deepcopy of a fake tensor copies its
+    # FakeTensorMode too, and with it torch's StorageWeakRef keys, whose copies share one weak reference; both free
+    # it, and the second free writes into a freed StorageImpl (how the test session's heap got corrupted).
+    ema = copy.deepcopy(model).requires_grad_(False) if _uses_ema(cfg) else None
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope') or 'mmseg'), _fake_friendly_metrics(), \
             warnings.catch_warnings(), FakeTensorMode(allow_non_fake_inputs=True):
         # MemTracker reads the data pointers of fake tensors to tell storages apart, which torch warns about.
         warnings.filterwarnings('ignore', message='Accessing the data pointer of FakeTensor')
         model = model.to_empty(device='cpu')
+        ema = ema.to_empty(device='cpu') if ema is not None else None
         optim_wrapper = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
         optimizer = optim_wrapper.optimizer
-        ema = copy.deepcopy(model).requires_grad_(False) if _uses_ema(cfg) else None
         inputs, samples = _fake_batch(model, cfg, batch_size, size)
 
         def step():

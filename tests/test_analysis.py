@@ -68,10 +68,19 @@ def test_analyze_command_with_throughput(tmp_path, python):
 PRETRAIN_CONFIG = osp.join(ROOT, 'configs/pretrain/cosub_deit3-tiny_digits.py')
 
 
-def test_memory_estimate_counts_weights_gradients_adamw_state_and_the_ema_exactly():
+def test_memory_estimate_counts_weights_gradients_adamw_state_and_the_ema_exactly(monkeypatch):
     """The demo recipe with an EMA hook: parameters 4 bytes each, AdamW's two fp32 moments per parameter plus its
-    fp32 step count per tensor, the EMA a second copy of the parameters."""
+    fp32 step count per tensor, the EMA a second copy of the parameters. The EMA copy is not a deep copy of fake
+    tensors, which copies torch's StorageWeakRef objects (cosub_seg/runtime/patches.py, item 5): here any copy of
+    one fails the test."""
+    from torch.multiprocessing.reductions import StorageWeakRef
+
     from cosub_seg.analysis import estimate_training_memory
+
+    def refuse(*args):
+        raise AssertionError('a StorageWeakRef was copied: a fake tensor was deep-copied')
+    monkeypatch.setattr(StorageWeakRef, '__copy__', refuse)
+    monkeypatch.setattr(StorageWeakRef, '__deepcopy__', refuse)
     memory = estimate_training_memory(PRETRAIN_CONFIG, 8, cfg_options={
         'custom_hooks': [dict(type='StepEMAHook', momentum=1e-4)]})
     model, _ = build_model_of(PRETRAIN_CONFIG)

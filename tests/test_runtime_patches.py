@@ -2,6 +2,9 @@
 exactly the documented process-wide changes, once; loading a checkpoint does not undo them. With them in force a
 pickle that runs code is still refused, also by MMEngine's loader with torch's unsafe switch set, and a
 HistoryBuffer pickles as its data only."""
+import copy
+import ctypes
+import gc
 import json
 import subprocess
 import sys
@@ -19,12 +22,13 @@ PROBE = textwrap.dedent('''
     import torch, mmengine.runner, mmseg.models, timm  # what cosub_seg imports, so that only its own effect counts
     from mmengine.logging.history_buffer import HistoryBuffer
     from mmengine.runner.checkpoint import CheckpointLoader
+    from torch.multiprocessing.reductions import StorageWeakRef
 
     def state():
         return dict(safe_globals=sorted(map(str, torch.serialization.get_safe_globals())),
                     loader=f"{CheckpointLoader._schemes[''].__module__}.{CheckpointLoader._schemes[''].__name__}",
                     reduction=str(copyreg.dispatch_table.get(HistoryBuffer)),
-                    filters=len(warnings.filters))
+                    filters=len(warnings.filters), weak_ref_copy='__deepcopy__' in vars(StorageWeakRef))
 
     before = state()
     import cosub_seg
@@ -56,7 +60,36 @@ def test_import_changes_nothing_and_install_changes_what_it_documents():
     assert before['reduction'] == 'None' and '_reduce_history_buffer' in installed['reduction']
     from cosub_seg.known_warnings import KNOWN_WARNINGS
     assert installed['filters'] == before['filters'] + len(KNOWN_WARNINGS)
+    assert not before['weak_ref_copy'] and installed['weak_ref_copy']
     assert states['again'] == installed  # idempotent
+
+
+def _weak_count(cdata):
+    """A StorageImpl's weak reference count, read from its memory: c10::intrusive_ptr_target keeps the strong count
+    in the low and the weak count in the high 32 bits of one 64-bit word after the vtable pointer (torch >= 2.9)."""
+    return ctypes.c_uint64.from_address(cdata + 8).value >> 32
+
+
+def test_copies_of_a_storage_weak_ref_hold_no_reference_of_their_own():
+    """A StorageWeakRef copied (alone, or as the key of a dictionary copied deeply, as a deep copy of a fake tensor
+    copies its mode's) takes no weak reference, so the copies must not free one: the count, read from the
+    StorageImpl, is the same after the copies are gone as before the copies were made. Without the installed patch
+    each copy freed the one reference again (the count went below where it started; in the test session, once the
+    storage was gone, that write landed in freed memory)."""
+    from torch.multiprocessing.reductions import StorageWeakRef
+    storage = torch.zeros(4).untyped_storage()
+    holder = StorageWeakRef(storage)
+    strong = ctypes.c_uint64.from_address(holder.cdata + 8).value & 0xFFFFFFFF
+    if strong != torch._C._storage_Use_Count(holder.cdata):
+        pytest.skip('this torch lays out StorageImpl refcounts differently from what _weak_count reads')
+    start = _weak_count(holder.cdata)
+    ref = StorageWeakRef(storage)
+    assert _weak_count(ref.cdata) == start + 1
+    copies = [copy.copy(ref), copy.deepcopy(ref), *copy.deepcopy({ref: 'constant'})]
+    assert all(c is ref for c in copies)
+    del copies, ref
+    gc.collect()
+    assert _weak_count(holder.cdata) == start
 
 
 def test_loading_a_checkpoint_keeps_the_installed_allow_list(tmp_path):

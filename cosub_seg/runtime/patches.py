@@ -1,7 +1,7 @@
 """Every change this package makes to torch, MMEngine and Python for the whole process, in one place.
 
 ``import cosub_seg`` changes nothing outside the package (it registers its modules in MMEngine's and mmseg's
-registries, which is what importing a plugin is for). A training or evaluation run needs four process-wide changes,
+registries, which is what importing a plugin is for). A training or evaluation run needs five process-wide changes,
 which :func:`install` makes, once (calling it again does nothing):
 
 1. **MMEngine's loader for local files** (``CheckpointLoader`` scheme ``''``: ``load_from``, ``resume``,
@@ -19,6 +19,12 @@ which :func:`install` makes, once (calling it again does nothing):
    is refused by weights-only loading; allowing ``getattr`` would let a file reach any attribute of an allowed class.
 4. **Warnings** of the libraries that say nothing a user can act on are hidden by message
    (:mod:`cosub_seg.known_warnings`).
+5. **Copies of torch's** ``StorageWeakRef`` (``torch.multiprocessing.reductions``; fake tensors, ``torch.export``
+   and AOTAutograd key dictionaries by it) are the object itself. It holds one weak reference to a storage as an
+   integer and frees it in ``__del__``; ``copy.copy`` and ``copy.deepcopy`` (a deep copy of a fake tensor copies its
+   ``FakeTensorMode`` and the mode's ``StorageWeakRef`` keys) made a second object with the same integer, so the
+   reference was freed twice and the second free wrote into a freed ``StorageImpl``: heap corruption that crashed the
+   process later, somewhere else. The object is immutable, so sharing it is what a copy of it should do.
 
 Who calls it: every tool of ``tools/`` and ``cosub_seg/cli/`` first thing, and every config of ours through
 ``custom_imports=dict(imports=['cosub_seg', 'cosub_seg.runtime.installed'])``, so mmseg's and MMEngine's own tools
@@ -49,6 +55,16 @@ def _reduce_history_buffer(buffer: HistoryBuffer):
     return HistoryBuffer, (log_history, count_history, buffer.max_length)
 
 
+def _same_weak_ref(ref, memo=None):
+    return ref
+
+
+def _share_storage_weak_ref_copies() -> None:
+    from torch.multiprocessing.reductions import StorageWeakRef
+    StorageWeakRef.__copy__ = _same_weak_ref
+    StorageWeakRef.__deepcopy__ = _same_weak_ref
+
+
 def install() -> None:
     """Makes the process-wide changes listed in this module's docstring; idempotent."""
     global _installed
@@ -58,6 +74,7 @@ def install() -> None:
     copyreg.pickle(HistoryBuffer, _reduce_history_buffer)
     torch.serialization.add_safe_globals(training_state_globals())
     CheckpointLoader.register_scheme(prefixes='', loader=load_from_local_weights_only, force=True)
+    _share_storage_weak_ref_copies()
     _installed = True
 
 
