@@ -10,6 +10,7 @@ import os.path as osp
 import re
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -277,6 +278,9 @@ def _fake_stages(monkeypatch, ran, onnx_error=None):
         return dict(per_class_iou=osp.join(out, 'per_class_iou.png'), overlays=[osp.join(out, 'overlays', 'a.png')])
 
     monkeypatch.setattr(pipeline.subprocess, 'run', run)
+    # The stages the pipeline runs in its own process (probes, evaluation) through the same fake.
+    monkeypatch.setattr(pipeline, '_run_main', lambda module, args: run([sys.executable, '-m', module, *args])
+                        .returncode)
     monkeypatch.setattr(convert, 'export_backbone', export_backbone)
     monkeypatch.setattr(convert, 'export_segmentor', export_segmentor)
     monkeypatch.setattr(pipeline, 'draw_pictures', draw_pictures)
@@ -443,6 +447,43 @@ def test_the_onnx_stage_skipped_or_failing_leaves_the_rest_of_the_report(case, t
     assert f'{error}\n' in printed.err  # the stage's stderr, passed on
     assert (f'onnx         failed at the ONNX export step: exit code 1: {error}   '
             f'({data["wall_time_s"]["onnx"]:.0f} s)') in printed.out.splitlines()
+
+
+def test_a_stage_in_the_pipelines_process_exits_as_its_own_process_would(tmp_path, monkeypatch, capsys):
+    """_run_main (probes and evaluation): 0 when main returns; a tool's SystemExit code (its one-line error exits 1)
+    or 1 for an exit with a message, which is printed; environment variables and torch's thread count set by the
+    tool are put back; a bug's exception propagates with its traceback."""
+    import torch
+
+    from cosub_seg.cli import pipeline
+    (tmp_path / 'fake_stage_tool.py').write_text(textwrap.dedent('''
+        import os, torch
+        def main(argv):
+            os.environ['OMP_NUM_THREADS'] = '1'
+            os.environ.pop('FAKE_STAGE_KEEP', None)
+            torch.set_num_threads(1)
+            if argv[0] == 'ok':
+                return
+            if argv[0] == 'bug':
+                raise ZeroDivisionError('a bug')
+            raise SystemExit(int(argv[0]) if argv[0].isdigit() else argv[0])
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
+    monkeypatch.setenv('FAKE_STAGE_KEEP', 'yes')
+    threads = torch.get_num_threads()
+    for argv, code in ((['ok'], 0), (['0'], 0), (['1'], 1), (['2'], 2), (['bad input: fix it'], 1)):
+        assert pipeline._run_main('fake_stage_tool', argv) == code
+        assert 'OMP_NUM_THREADS' not in os.environ and os.environ['FAKE_STAGE_KEEP'] == 'yes'
+        assert torch.get_num_threads() == threads
+    assert capsys.readouterr().err == 'bad input: fix it\n'
+    with pytest.raises(ZeroDivisionError, match='a bug'):
+        pipeline._run_main('fake_stage_tool', ['bug'])
+    assert os.environ['FAKE_STAGE_KEEP'] == 'yes' and torch.get_num_threads() == threads
+    commands = []
+    with pytest.raises(SystemExit, match=r'^the probes stage failed \(exit code 2\)'):
+        pipeline.run_stage('probes', 'fake_stage_tool', ['2'], commands, in_process=True)
+    assert commands == [dict(stage='probes', command=pipeline.stage_command('fake_stage_tool', ['2']))]
 
 
 def test_commands_of_a_python_outside_the_repository_say_python(tmp_path, monkeypatch):
