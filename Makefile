@@ -37,8 +37,13 @@ gpu-check:
 
 # digits -> cosub pretraining -> UperNet on digit scenes -> report.md / report.json and pictures in work_dirs/demo/
 # (about 6 minutes on 2 CPU cores). The ONNX stage (about a minute more) is `make demo-onnx`, after it.
-demo: install
+# The demo's data is written once and again only when its writers change (the stamp is written after they succeed).
+DEMO_DATA := data/.demo_data_written
+$(DEMO_DATA): tools/prepare_data.py cosub_seg/datasets/digits.py cosub_seg/datasets/digit_scenes.py | install
 	$(PY) tools/prepare_data.py digits
+	touch $(DEMO_DATA)
+
+demo: install $(DEMO_DATA)
 	$(PY) tools/pipeline.py configs/pretrain/cosub_deit3-tiny_digits.py \
 		configs/seg/upernet_cosub-deit3-tiny_digitscenes.py --work-dir work_dirs/demo --no-onnx
 
